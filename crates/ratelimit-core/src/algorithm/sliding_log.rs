@@ -1,0 +1,118 @@
+//! Sliding window log.
+//!
+//! The key keeps the time and cost of every admitted request that is still
+//! inside the window. A request at `t` is admitted when the units admitted
+//! in `(t - period, t]` plus its cost stay within the limit; so for every
+//! instant the window's total never exceeds the limit. Denied requests are
+//! not logged, hence a key never holds more than `limit` entries.
+//! `reset_after` is the time until the newest entry leaves the window;
+//! `retry_after` the time until enough of the oldest entries have left.
+
+use std::collections::VecDeque;
+
+use crate::clock::UnixNanos;
+use crate::{Decision, Limit};
+
+/// The admitted requests of one key that are still inside the window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlidingLog {
+    entries: VecDeque<(UnixNanos, u64)>,
+    total: u64,
+    expires_at: UnixNanos,
+}
+
+impl SlidingLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// When the newest entry leaves the window.
+    pub fn expires_at(&self) -> UnixNanos {
+        self.expires_at
+    }
+
+    /// The number of stored entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no entry is stored.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn prune(&mut self, now: UnixNanos, period: u64) {
+        while let Some(&(at, cost)) = self.entries.front() {
+            if at.saturating_add(period) > now {
+                break;
+            }
+            self.entries.pop_front();
+            self.total -= cost;
+        }
+    }
+
+    /// Decides a request of `cost` units at `now`, logging it when admitted
+    /// and `charge` is set.
+    pub fn decide(&mut self, now: UnixNanos, limit: &Limit, cost: u64, charge: bool) -> Decision {
+        let period = limit.period_nanos();
+        self.prune(now, period);
+        let capacity = limit.capacity();
+        let remaining = capacity.saturating_sub(self.total);
+        let reset = self.expires_at.saturating_sub(now);
+        if cost > capacity {
+            return Decision::denied(capacity, remaining, reset, None);
+        }
+        if cost <= remaining {
+            if charge && cost > 0 {
+                // A clock that steps back must not break the log's order.
+                let at = self.entries.back().map_or(now, |&(last, _)| last.max(now));
+                self.entries.push_back((at, cost));
+                self.total += cost;
+                self.expires_at = at.saturating_add(period);
+            }
+            let reset = if cost > 0 {
+                self.expires_at.max(now.saturating_add(period)) - now
+            } else {
+                reset
+            };
+            return Decision::allowed(capacity, remaining - cost, reset);
+        }
+        let mut to_free = cost - remaining;
+        let mut retry = reset;
+        for &(at, entry_cost) in &self.entries {
+            retry = at.saturating_add(period).saturating_sub(now);
+            if entry_cost >= to_free {
+                break;
+            }
+            to_free -= entry_cost;
+        }
+        Decision::denied(capacity, remaining, reset, Some(retry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Algorithm, Rate};
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn frees_units_as_entries_leave_the_window() {
+        let limit = Limit::new(Rate::new(3, std::time::Duration::from_secs(10)).unwrap(), Algorithm::SlidingWindow);
+        let mut log = SlidingLog::new();
+        let t = 100 * S;
+        assert!(log.decide(t, &limit, 1, true).allowed);
+        assert!(log.decide(t + 2 * S, &limit, 2, true).allowed);
+        let d = log.decide(t + 3 * S, &limit, 1, true);
+        assert!(!d.allowed);
+        assert_eq!(d.retry_after.unwrap().as_secs(), 7);
+        assert_eq!(d.reset_after.as_secs(), 9);
+        let d = log.decide(t + 3 * S, &limit, 3, true);
+        assert_eq!(d.retry_after.unwrap().as_secs(), 9);
+        assert!(log.decide(t + 10 * S, &limit, 1, true).allowed);
+        assert_eq!(log.len(), 2);
+        assert!(log.decide(t, &limit, 4, true).can_never_succeed());
+    }
+}

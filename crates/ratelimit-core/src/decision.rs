@@ -1,0 +1,130 @@
+//! The answer to a check.
+
+use std::time::Duration;
+
+/// What a store decided for one limit.
+///
+/// Being limited is a normal value (`allowed == false`), never an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may proceed; if so its cost has been charged.
+    pub allowed: bool,
+    /// The limit's capacity (units per period, or the bucket size).
+    pub limit: u64,
+    /// Units still available right after this decision.
+    pub remaining: u64,
+    /// Time until the key is back to full capacity (or its window ends).
+    pub reset_after: Duration,
+    /// For a denied request: the time after which the same request would
+    /// pass. `None` when allowed, and also when the cost exceeds the
+    /// capacity so that it can never pass (see [`Decision::can_never_succeed`]).
+    pub retry_after: Option<Duration>,
+}
+
+impl Decision {
+    /// True when the request was denied because its cost is larger than the
+    /// limit's whole capacity: waiting will not help.
+    pub fn can_never_succeed(&self) -> bool {
+        !self.allowed && self.retry_after.is_none()
+    }
+
+    pub(crate) fn allowed(limit: u64, remaining: u64, reset_after: u64) -> Self {
+        Self {
+            allowed: true,
+            limit,
+            remaining,
+            reset_after: Duration::from_nanos(reset_after),
+            retry_after: None,
+        }
+    }
+
+    pub(crate) fn denied(limit: u64, remaining: u64, reset_after: u64, retry_after: Option<u64>) -> Self {
+        Self {
+            allowed: false,
+            limit,
+            remaining,
+            reset_after: Duration::from_nanos(reset_after),
+            retry_after: retry_after.map(Duration::from_nanos),
+        }
+    }
+}
+
+/// The decisions for every limit of one check, in the order the limits were given.
+///
+/// A check with several limits is all-or-nothing: when any limit denies,
+/// none is charged and every decision reports `allowed == false` for the
+/// whole request while keeping its own counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decisions {
+    items: smallvec::SmallVec<[Decision; 2]>,
+}
+
+impl Decisions {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends the decision for the next limit.
+    pub fn push(&mut self, decision: Decision) {
+        self.items.push(decision);
+    }
+
+    /// Whether every limit admitted the request.
+    pub fn allowed(&self) -> bool {
+        self.items.iter().all(|d| d.allowed)
+    }
+
+    /// The decisions, one per limit.
+    pub fn as_slice(&self) -> &[Decision] {
+        &self.items
+    }
+
+    /// The number of decisions.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The decision that binds the request: for a denied request the one
+    /// with the longest wait; for an allowed one the one with the fewest
+    /// units left.
+    pub fn most_restrictive(&self) -> Option<&Decision> {
+        if self.allowed() {
+            self.items.iter().min_by_key(|d| (d.remaining, std::cmp::Reverse(d.reset_after)))
+        } else {
+            self.items
+                .iter()
+                .filter(|d| d.remaining == 0 || d.retry_after.is_some() || d.can_never_succeed())
+                .max_by_key(|d| d.retry_after.unwrap_or(Duration::MAX))
+                .or_else(|| self.items.first())
+        }
+    }
+
+    /// Marks every decision as denied, because another limit of the same
+    /// request denied it.
+    pub fn deny_all(&mut self) {
+        for d in &mut self.items {
+            d.allowed = false;
+        }
+    }
+}
+
+impl std::ops::Index<usize> for Decisions {
+    type Output = Decision;
+    fn index(&self, index: usize) -> &Decision {
+        &self.items[index]
+    }
+}
+
+impl<'a> IntoIterator for &'a Decisions {
+    type Item = &'a Decision;
+    type IntoIter = std::slice::Iter<'a, Decision>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}

@@ -1,0 +1,87 @@
+//! Error types. Being rate limited is never an error: it is a [`Decision`](crate::Decision).
+
+use std::time::Duration;
+
+/// The forms [`Rate`](crate::Rate) accepts, quoted in every parse error.
+pub const ACCEPTED_RATE_FORMS: &str =
+    "\"N/unit\" or \"N/Munit\" with unit s, m, h or d (or sec, second, min, minute, hour, day), e.g. \"100/h\", \"10/30s\", \"5/10m\"";
+
+/// A rate that could not be parsed or built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid rate {input:?}: {reason}; accepted forms: {ACCEPTED_RATE_FORMS}")]
+pub struct RateParseError {
+    input: String,
+    reason: String,
+}
+
+impl RateParseError {
+    pub(crate) fn new(input: &str, reason: &str) -> Self {
+        Self {
+            input: input.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// The text that failed to parse.
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+
+    /// What is wrong with it.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// An algorithm name that is not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown algorithm {0:?}; accepted: fixed_window, sliding_window, sliding_window_counter, token_bucket (also leaky_bucket, gcra)"
+)]
+pub struct AlgorithmParseError(pub(crate) String);
+
+/// A store could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend failed or could not be reached.
+    #[error("{store} store failed: {source}")]
+    Backend {
+        /// Which kind of store failed.
+        store: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The backend did not answer in time.
+    #[error("{store} store did not answer within {after:?}")]
+    Timeout {
+        /// Which kind of store timed out.
+        store: &'static str,
+        /// How long it was given.
+        after: Duration,
+    },
+    /// The store cannot run this algorithm.
+    #[error("the {store} store does not support the {algorithm} algorithm; use {supported}")]
+    Unsupported {
+        /// Which kind of store refused.
+        store: &'static str,
+        /// The algorithm asked for.
+        algorithm: crate::Algorithm,
+        /// What it supports instead.
+        supported: &'static str,
+    },
+    /// The request itself is malformed (for example no limits, or a cost of zero).
+    #[error("invalid check: {0}")]
+    InvalidRequest(&'static str),
+}
+
+impl StoreError {
+    /// Wraps any backend error.
+    pub fn backend(store: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Backend {
+            store,
+            source: source.into(),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Store keys: `{prefix}{policy}:{algorithm}:{identity}`.
+//!
+//! The policy keeps two limits with different rates apart, the algorithm
+//! keeps incompatible state formats apart. Identities come from clients
+//! (addresses, header values, user ids) and are untrusted: an identity that
+//! is long, empty, or holds anything beyond a conservative set of
+//! characters is replaced by `#` and a 128-bit SHA-256 prefix of it. `#` never
+//! appears in an identity kept as is, so a hashed identity cannot collide
+//! with a literal one, and no identity can carry braces (which would move
+//! a Redis Cluster hash slot) or control characters into a key.
+
+use std::fmt::Write;
+
+use crate::Algorithm;
+
+/// The longest identity kept as it is; longer ones are hashed.
+pub const MAX_PLAIN_IDENTITY: usize = 64;
+
+/// The prefix every key starts with unless configured otherwise.
+pub const DEFAULT_PREFIX: &str = "rl:";
+
+fn is_plain(identity: &str) -> bool {
+    !identity.is_empty()
+        && identity.len() <= MAX_PLAIN_IDENTITY
+        && identity
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'-' | b'_' | b'/' | b'@' | b'=' | b'+'))
+}
+
+/// Appends an identity to `out`, hashing it when it is not plain.
+pub fn push_identity(out: &mut String, identity: &str) {
+    if is_plain(identity) {
+        out.push_str(identity);
+    } else {
+        let digest = fingerprint(identity.as_bytes());
+        let _ = write!(out, "#{:016x}{:016x}", digest[0], digest[1]);
+    }
+}
+
+/// Builds the full key for one limit.
+///
+/// ```
+/// use ratelimit_core::{key, Algorithm};
+/// assert_eq!(key::compose("rl:", "login", Algorithm::TokenBucket, "10.0.0.7"), "rl:login:token_bucket:10.0.0.7");
+/// let hostile = key::compose("rl:", "api", Algorithm::FixedWindow, "{evil}\n");
+/// assert!(hostile.starts_with("rl:api:fixed_window:#"));
+/// ```
+pub fn compose(prefix: &str, policy: &str, algorithm: Algorithm, identity: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + policy.len() + 24 + identity.len().min(40));
+    out.push_str(prefix);
+    out.push_str(policy);
+    out.push(':');
+    out.push_str(algorithm.as_str());
+    out.push(':');
+    push_identity(&mut out, identity);
+    out
+}
+
+/// The first 128 bits of SHA-256: stable across processes and versions
+/// (every app server must compute the same key) and collision resistant,
+/// so a client cannot craft an identity that lands in another's bucket.
+fn fingerprint(bytes: &[u8]) -> [u64; 2] {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut halves = [0u64; 2];
+    for (half, chunk) in halves.iter_mut().zip(digest.chunks_exact(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        *half = u64::from_be_bytes(word);
+    }
+    halves
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_identities_stay_readable() {
+        assert_eq!(compose("rl:", "p", Algorithm::FixedWindow, "2001:db8::/64"), "rl:p:fixed_window:2001:db8::/64");
+    }
+
+    #[test]
+    fn hostile_identities_are_hashed_and_distinct() {
+        let huge = "x".repeat(1 << 20);
+        let inputs = ["", "{a}", "a b", "line\nbreak", "#0123", huge.as_str(), "é"];
+        let keys: Vec<String> = inputs.iter().map(|i| compose("rl:", "p", Algorithm::FixedWindow, i)).collect();
+        for key in &keys {
+            assert!(key.len() < 80, "{key}");
+            assert!(!key.contains(['{', '}', '\n', ' ']), "{key}");
+        }
+        let unique: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len());
+        assert_eq!(compose("rl:", "p", Algorithm::FixedWindow, "{a}"), keys[1], "hashing must be stable");
+    }
+}

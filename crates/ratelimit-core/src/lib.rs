@@ -1,0 +1,51 @@
+//! Rates, rate-limiting algorithms, decisions, clocks and stores.
+//!
+//! This crate has no HTTP types: it decides whether a request identified by
+//! a key may proceed under one or more [`Limit`]s, atomically, in a
+//! [`Store`]. The Tower/Axum middleware lives in `tower-ratelimit-smart`.
+//!
+//! ```
+//! use ratelimit_core::{key, Algorithm, CheckRequest, Limit, LimitCheck, MemoryStore, Store};
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let store = MemoryStore::new();
+//! let limit = Limit::new("5/m".parse()?, Algorithm::SlidingWindow);
+//! let key = key::compose(key::DEFAULT_PREFIX, "login", limit.algorithm(), "203.0.113.9");
+//! let checks = [LimitCheck { key: &key, limit: &limit }];
+//! let decisions = store.check(CheckRequest::new(&checks, 1)).await?;
+//! assert!(decisions.allowed());
+//! assert_eq!(decisions[0].remaining, 4);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `memory` | yes | [`MemoryStore`], the in-process store |
+//! | `redis`, `redis-cluster`, `redis-sentinel` | no | reserved for the Redis store |
+//! | `postgres`, `mysql`, `sqlite` | no | reserved for the SQL store |
+//! | `all-stores` | no | every store above |
+//! | `test-util` | no | the store conformance suite, [`conformance`] |
+
+pub mod algorithm;
+pub mod clock;
+mod decision;
+mod error;
+pub mod key;
+#[cfg(feature = "memory")]
+pub mod memory;
+mod rate;
+pub mod store;
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+
+pub use algorithm::{Algorithm, Limit};
+pub use clock::{Clock, FakeClock, SystemClock, UnixNanos};
+pub use decision::{Decision, Decisions};
+pub use error::{ACCEPTED_RATE_FORMS, AlgorithmParseError, RateParseError, StoreError};
+#[cfg(feature = "memory")]
+pub use memory::MemoryStore;
+pub use rate::{MAX_LIMIT, MAX_PERIOD, Rate};
+pub use store::{BoxFuture, CheckRequest, CounterAdapter, CounterStore, DynStore, Health, LimitCheck, SharedStore, Store};
