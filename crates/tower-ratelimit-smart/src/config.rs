@@ -1,0 +1,555 @@
+//! [`RateLimitConfig`] and its builder: everything a layer needs, validated once.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Method};
+use ratelimit_core::{Algorithm, Decisions, Limit, Rate, RateParseError, SharedStore, Store, key};
+
+use crate::key::{ForwardedHeader, Key, TrustedProxies};
+use crate::net::{IpNet, IpNetParseError};
+use crate::telemetry::Telemetry;
+
+/// The most limits one layer may check together.
+pub const MAX_RATES: usize = 8;
+
+/// Which rate-limit headers responses carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeaderStyle {
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`.
+    Legacy,
+    /// The IETF draft fields `RateLimit-Policy` and `RateLimit`.
+    Ietf,
+    /// Both sets.
+    #[default]
+    Both,
+    /// No rate-limit headers (a 429 still carries `Retry-After`).
+    None,
+}
+
+impl HeaderStyle {
+    pub(crate) fn legacy(self) -> bool {
+        matches!(self, HeaderStyle::Legacy | HeaderStyle::Both)
+    }
+    pub(crate) fn ietf(self) -> bool {
+        matches!(self, HeaderStyle::Ietf | HeaderStyle::Both)
+    }
+}
+
+/// What the layer does with a decision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mode {
+    /// Answer limited requests with 429.
+    #[default]
+    Enforce,
+    /// Decide and report (tracing, metrics) but never block and add no
+    /// headers: for trying a limit on live traffic.
+    Shadow,
+    /// Never block; put the [`Decisions`] into the request extensions for
+    /// the handler to act on. Headers are added as in `Enforce`.
+    Annotate,
+}
+
+/// What happens when the key cannot be derived from a request (a missing
+/// header, no authenticated user).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MissingKey {
+    /// Count the request under the client's IP address instead, so
+    /// clients without the key never share one bucket.
+    #[default]
+    FallbackToIp,
+    /// Answer 400 Bad Request.
+    Reject,
+    /// Let the request through unlimited.
+    Skip,
+}
+
+/// What a request gets when the store cannot answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailurePolicy {
+    /// Let the request through, flagged with `X-RateLimit-Status: degraded`
+    /// and a warning in the logs.
+    #[default]
+    FailOpen,
+    /// Answer 503 Service Unavailable with a problem body (never 429: the
+    /// client did nothing wrong).
+    FailClosed,
+}
+
+/// A configuration the builder refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No rate was given.
+    #[error("no rate configured: add one with .rate(\"100/m\")")]
+    NoRate,
+    /// More rates than one layer checks together.
+    #[error("{0} rates configured; one layer checks at most {MAX_RATES}")]
+    TooManyRates(usize),
+    /// The same rate twice.
+    #[error("rate {0} is configured twice")]
+    DuplicateRate(Rate),
+    /// A rate or burst that does not parse.
+    #[error("rate: {0}")]
+    Rate(#[from] RateParseError),
+    /// An address or network that does not parse.
+    #[error("{field}: {source}")]
+    Network {
+        /// The builder method it was given to.
+        field: &'static str,
+        /// What is wrong with it.
+        source: IpNetParseError,
+    },
+    /// A header key with an invalid header name.
+    #[error("key: {0:?} is not a valid HTTP header name")]
+    HeaderName(String),
+    /// A policy name outside the allowed characters.
+    #[error("policy: {0:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'")]
+    PolicyName(String),
+    /// A key prefix outside the allowed characters.
+    #[error("key_prefix: {0:?} must be at most 64 printable ASCII characters without spaces or braces")]
+    KeyPrefix(String),
+    /// An IPv6 grouping prefix longer than 128 bits.
+    #[error("ipv6_prefix: {0} is not between 1 and 128")]
+    Ipv6Prefix(u8),
+    /// No store was given and the in-memory store is not compiled in.
+    #[error("store: no store configured and the `memory` feature is off; call .store(...)")]
+    NoStore,
+}
+
+type CostFn = dyn Fn(&Parts) -> u64 + Send + Sync;
+type SkipFn = dyn Fn(&Parts) -> bool + Send + Sync;
+/// Builds the response for a limited request; the layer adds the
+/// rate-limit headers and `Retry-After` to whatever it returns.
+pub type LimitedHandler = dyn Fn(&Decisions) -> http::Response<Bytes> + Send + Sync;
+
+/// One configured limit with the names it goes by.
+pub(crate) struct PolicyLimit {
+    pub(crate) limit: Limit,
+    /// Part of the store key and the name in the IETF headers.
+    pub(crate) id: String,
+}
+
+/// A validated configuration; cheap to clone (layers share it).
+#[derive(Clone)]
+pub struct RateLimitConfig {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: SharedStore,
+    pub(crate) limits: Vec<PolicyLimit>,
+    pub(crate) policy: String,
+    pub(crate) key_prefix: String,
+    pub(crate) key: Key,
+    pub(crate) trusted: TrustedProxies,
+    pub(crate) ipv6_prefix: u8,
+    pub(crate) missing_key: MissingKey,
+    pub(crate) failure: FailurePolicy,
+    pub(crate) mode: Mode,
+    pub(crate) headers: HeaderStyle,
+    pub(crate) policy_header: HeaderValue,
+    pub(crate) cost: Option<Arc<CostFn>>,
+    pub(crate) skip: Option<Arc<SkipFn>>,
+    pub(crate) allow: Vec<IpNet>,
+    pub(crate) methods: Option<Vec<Method>>,
+    pub(crate) on_limited: Option<Arc<LimitedHandler>>,
+    pub(crate) telemetry: Telemetry,
+}
+
+impl RateLimitConfig {
+    /// Starts a configuration.
+    pub fn builder() -> RateLimitConfigBuilder {
+        RateLimitConfigBuilder::default()
+    }
+
+    /// The policy name, as used in keys, headers and metrics.
+    pub fn policy(&self) -> &str {
+        &self.shared.policy
+    }
+
+    /// The store this configuration counts in.
+    pub fn store(&self) -> &SharedStore {
+        &self.shared.store
+    }
+}
+
+impl std::fmt::Debug for RateLimitConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.shared;
+        f.debug_struct("RateLimitConfig")
+            .field("policy", &s.policy)
+            .field("limits", &s.limits.iter().map(|l| l.id.as_str()).collect::<Vec<_>>())
+            .field("key", &s.key)
+            .field("mode", &s.mode)
+            .field("failure", &s.failure)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Something that names a rate: a [`Rate`] or its text form.
+pub trait IntoRate {
+    /// Converts, or explains why not.
+    fn into_rate(self) -> Result<Rate, RateParseError>;
+}
+
+impl IntoRate for Rate {
+    fn into_rate(self) -> Result<Rate, RateParseError> {
+        Ok(self)
+    }
+}
+
+impl IntoRate for &str {
+    fn into_rate(self) -> Result<Rate, RateParseError> {
+        self.parse()
+    }
+}
+
+impl IntoRate for String {
+    fn into_rate(self) -> Result<Rate, RateParseError> {
+        self.parse()
+    }
+}
+
+/// Builds a [`RateLimitConfig`]; every mistake is reported by [`build`](Self::build).
+///
+/// ```
+/// use tower_ratelimit_smart::{Algorithm, Key, RateLimitConfig};
+/// let config = RateLimitConfig::builder()
+///     .rate("10/s")
+///     .rate("1000/h")
+///     .algorithm(Algorithm::SlidingWindow)
+///     .key(Key::header("x-api-key"))
+///     .policy("api")
+///     .build()?;
+/// assert_eq!(config.policy(), "api");
+/// # Ok::<(), tower_ratelimit_smart::ConfigError>(())
+/// ```
+#[must_use]
+pub struct RateLimitConfigBuilder {
+    rates: Vec<Result<Rate, RateParseError>>,
+    algorithm: Algorithm,
+    burst: Option<u64>,
+    key: Key,
+    store: Option<SharedStore>,
+    policy: Option<String>,
+    key_prefix: String,
+    trusted: Vec<Result<IpNet, IpNetParseError>>,
+    forwarded_header: ForwardedHeader,
+    ipv6_prefix: u8,
+    missing_key: MissingKey,
+    failure: FailurePolicy,
+    mode: Mode,
+    headers: HeaderStyle,
+    cost: Option<Arc<CostFn>>,
+    skip: Option<Arc<SkipFn>>,
+    allow: Vec<Result<IpNet, IpNetParseError>>,
+    methods: Option<Vec<Method>>,
+    on_limited: Option<Arc<LimitedHandler>>,
+}
+
+impl Default for RateLimitConfigBuilder {
+    fn default() -> Self {
+        Self {
+            rates: Vec::new(),
+            algorithm: Algorithm::default(),
+            burst: None,
+            key: Key::ip(),
+            store: None,
+            policy: None,
+            key_prefix: key::DEFAULT_PREFIX.to_owned(),
+            trusted: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
+            ipv6_prefix: 64,
+            missing_key: MissingKey::default(),
+            failure: FailurePolicy::default(),
+            mode: Mode::default(),
+            headers: HeaderStyle::default(),
+            cost: None,
+            skip: None,
+            allow: Vec::new(),
+            methods: None,
+            on_limited: None,
+        }
+    }
+}
+
+impl RateLimitConfigBuilder {
+    /// Adds a rate such as `"100/m"`. Several rates are checked together:
+    /// a request passes only if every one admits it, and is charged on all
+    /// or on none.
+    pub fn rate(mut self, rate: impl IntoRate) -> Self {
+        self.rates.push(rate.into_rate());
+        self
+    }
+
+    /// The algorithm for every rate of this layer (default fixed window).
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
+        self
+    }
+
+    /// The token bucket's capacity, when it should differ from the limit.
+    pub fn burst(mut self, burst: u64) -> Self {
+        self.burst = Some(burst);
+        self
+    }
+
+    /// What identifies a client (default [`Key::ip`]).
+    pub fn key(mut self, key: Key) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// Where the counters live (default: a new [`MemoryStore`](ratelimit_core::MemoryStore)).
+    /// Layers given clones of one store share its state.
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(SharedStore::new(store));
+        self
+    }
+
+    /// A store already wrapped for sharing.
+    pub fn shared_store(mut self, store: SharedStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The policy name: part of every key and of the IETF headers. Two
+    /// layers with different names never share counters; two layers with
+    /// the same rates and no name do. Defaults to the rates, e.g. `10/s`.
+    pub fn policy(mut self, name: impl Into<String>) -> Self {
+        self.policy = Some(name.into());
+        self
+    }
+
+    /// The prefix of every store key (default `rl:`).
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Proxies (addresses or CIDR blocks) whose forwarding header is
+    /// believed. Without any, forwarding headers are ignored.
+    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.trusted.extend(proxies.into_iter().map(|p| p.as_ref().parse()));
+        self
+    }
+
+    /// Which header the trusted proxies set (default `X-Forwarded-For`).
+    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
+        self.forwarded_header = header;
+        self
+    }
+
+    /// How many leading bits of an IPv6 address identify one client
+    /// (default 64: one client per /64, since hosts get whole /64s).
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.ipv6_prefix = bits;
+        self
+    }
+
+    /// What to do when the key is missing (default: fall back to the IP).
+    pub fn on_missing_key(mut self, policy: MissingKey) -> Self {
+        self.missing_key = policy;
+        self
+    }
+
+    /// What to do when the store fails (default: fail open).
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure = policy;
+        self
+    }
+
+    /// Enforce (default), shadow or annotate.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Which headers to send (default both legacy and IETF).
+    pub fn headers(mut self, style: HeaderStyle) -> Self {
+        self.headers = style;
+        self
+    }
+
+    /// How many units a request costs (default 1). A cost of 0 is free.
+    pub fn cost<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Parts) -> u64 + Send + Sync + 'static,
+    {
+        self.cost = Some(Arc::new(f));
+        self
+    }
+
+    /// Requests for which this returns true are not limited.
+    pub fn skip<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Parts) -> bool + Send + Sync + 'static,
+    {
+        self.skip = Some(Arc::new(f));
+        self
+    }
+
+    /// Client addresses or CIDR blocks that are never limited.
+    pub fn allow_ips<I, S>(mut self, nets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.allow.extend(nets.into_iter().map(|n| n.as_ref().parse()));
+        self
+    }
+
+    /// Limits only these methods; others pass unlimited.
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.methods = Some(methods.into_iter().collect());
+        self
+    }
+
+    /// Replaces the default problem+json 429 response.
+    pub fn on_limited<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&Decisions) -> http::Response<Bytes> + Send + Sync + 'static,
+    {
+        self.on_limited = Some(Arc::new(f));
+        self
+    }
+
+    /// Validates everything and builds the configuration.
+    pub fn build(self) -> Result<RateLimitConfig, ConfigError> {
+        let rates = self.rates.into_iter().collect::<Result<Vec<Rate>, _>>()?;
+        if rates.is_empty() {
+            return Err(ConfigError::NoRate);
+        }
+        if rates.len() > MAX_RATES {
+            return Err(ConfigError::TooManyRates(rates.len()));
+        }
+        for (i, rate) in rates.iter().enumerate() {
+            if rates[..i].contains(rate) {
+                return Err(ConfigError::DuplicateRate(*rate));
+            }
+        }
+        if let Some(name) = self.key.invalid_header_name() {
+            return Err(ConfigError::HeaderName(name.to_owned()));
+        }
+        let rates_name = rates.iter().map(Rate::to_string).collect::<Vec<_>>().join("+");
+        let policy = match self.policy {
+            Some(name) if valid_policy(&name) => name,
+            Some(name) => return Err(ConfigError::PolicyName(name)),
+            None => rates_name,
+        };
+        if !valid_prefix(&self.key_prefix) {
+            return Err(ConfigError::KeyPrefix(self.key_prefix));
+        }
+        if !(1..=128).contains(&self.ipv6_prefix) {
+            return Err(ConfigError::Ipv6Prefix(self.ipv6_prefix));
+        }
+        let nets = |field: &'static str, list: Vec<Result<IpNet, IpNetParseError>>| {
+            list.into_iter().collect::<Result<Vec<_>, _>>().map_err(|source| ConfigError::Network { field, source })
+        };
+        let trusted = nets("trusted_proxies", self.trusted)?;
+        let allow = nets("allow_ips", self.allow)?;
+        let single = rates.len() == 1;
+        let limits = rates
+            .iter()
+            .map(|&rate| {
+                let mut limit = Limit::new(rate, self.algorithm);
+                if let Some(burst) = self.burst {
+                    limit = limit.with_burst(burst)?;
+                }
+                let id = if single { policy.clone() } else { format!("{policy}/{rate}") };
+                Ok(PolicyLimit { limit, id })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let store = match self.store {
+            Some(store) => store,
+            None => default_store()?,
+        };
+        let policy_header = crate::headers::policy_header(&limits);
+        let telemetry = Telemetry::new(&policy);
+        Ok(RateLimitConfig {
+            shared: Arc::new(Shared {
+                store,
+                limits,
+                policy,
+                key_prefix: self.key_prefix,
+                key: self.key,
+                trusted: TrustedProxies { nets: trusted, header: self.forwarded_header },
+                ipv6_prefix: self.ipv6_prefix,
+                missing_key: self.missing_key,
+                failure: self.failure,
+                mode: self.mode,
+                headers: self.headers,
+                policy_header,
+                cost: self.cost,
+                skip: self.skip,
+                allow,
+                methods: self.methods,
+                on_limited: self.on_limited,
+                telemetry,
+            }),
+        })
+    }
+}
+
+#[cfg(feature = "memory")]
+fn default_store() -> Result<SharedStore, ConfigError> {
+    Ok(SharedStore::new(ratelimit_core::MemoryStore::new()))
+}
+
+#[cfg(not(feature = "memory"))]
+fn default_store() -> Result<SharedStore, ConfigError> {
+    Err(ConfigError::NoStore)
+}
+
+fn valid_policy(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn valid_prefix(prefix: &str) -> bool {
+    prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'{' | b'}'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(builder: RateLimitConfigBuilder) -> String {
+        builder.build().expect_err("should be refused").to_string()
+    }
+
+    #[test]
+    fn bad_configuration_is_an_error_that_names_the_problem() {
+        assert!(err(RateLimitConfig::builder()).contains("no rate"));
+        assert!(err(RateLimitConfig::builder().rate("ten/m")).contains("\"ten/m\""));
+        assert!(err(RateLimitConfig::builder().rate("1/s").rate("1/s")).contains("twice"));
+        assert!(err(RateLimitConfig::builder().rate("1/s").key(Key::header("bad header"))).contains("bad header"));
+        assert!(err(RateLimitConfig::builder().rate("1/s").policy("a b")).contains("policy"));
+        assert!(err(RateLimitConfig::builder().rate("1/s").allow_ips(["10.0.0.0/99"])).contains("allow_ips"));
+        assert!(err(RateLimitConfig::builder().rate("1/s").trusted_proxies(["proxy"])).contains("trusted_proxies"));
+        assert!(err(RateLimitConfig::builder().rate("1/s").ipv6_prefix(0)).contains("ipv6_prefix"));
+        assert!(err(RateLimitConfig::builder().rate("1/s").burst(0)).contains("burst"));
+        assert!(err(RateLimitConfig::builder().rate("1/s").key_prefix("a{b}")).contains("key_prefix"));
+        let many = (1..=9).fold(RateLimitConfig::builder(), |b, n| b.rate(format!("{n}/s")));
+        assert!(err(many).contains("at most 8"));
+    }
+
+    #[test]
+    fn default_policy_names_follow_the_rates() {
+        let one = RateLimitConfig::builder().rate("5/m").build().unwrap();
+        assert_eq!(one.policy(), "5/m");
+        assert_eq!(one.shared.limits[0].id, "5/m");
+        let two = RateLimitConfig::builder().rate("10/s").rate("1000/h").policy("api").build().unwrap();
+        let ids: Vec<_> = two.shared.limits.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids, ["api/10/s", "api/1000/h"]);
+    }
+}

@@ -1,0 +1,161 @@
+//! [`ResponseFuture`]: check with the store, then call the inner service.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use ratelimit_core::{BoxFuture, Decisions, StoreError};
+use tower_service::Service;
+
+use crate::body::ResponseBody;
+use crate::config::{FailurePolicy, Mode, Shared};
+use crate::headers::{self, X_RATELIMIT_STATUS};
+use crate::telemetry::Outcome;
+
+pin_project! {
+    /// The response future of [`RateLimit`](crate::RateLimit).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S::Future, S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S, B> {
+        Checking {
+            check: BoxFuture<'static, Result<Decisions, StoreError>>,
+            pending: Option<(S, Request<B>)>,
+            shared: Arc<Shared>,
+        },
+        Calling {
+            #[pin]
+            future: F,
+            after: After,
+        },
+        Respond {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+/// What to add to the inner service's response.
+enum After {
+    Nothing,
+    Headers(Arc<Shared>, Decisions),
+    Degraded,
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn call(mut inner: S, request: Request<B>) -> Self {
+        Self::calling(inner.call(request), After::Nothing)
+    }
+
+    pub(crate) fn respond(response: Response<Bytes>) -> Self {
+        Self { state: State::Respond { response: Some(response) } }
+    }
+
+    pub(crate) fn checking(
+        check: BoxFuture<'static, Result<Decisions, StoreError>>,
+        inner: S,
+        request: Request<B>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self { state: State::Checking { check, pending: Some((inner, request)), shared } }
+    }
+
+    fn calling(future: S::Future, after: After) -> Self {
+        Self { state: State::Calling { future, after } }
+    }
+}
+
+/// Turns the store's answer into the next state.
+fn next_state<S, B>(
+    result: Result<Decisions, StoreError>,
+    shared: Arc<Shared>,
+    mut inner: S,
+    mut request: Request<B>,
+) -> State<S::Future, S, B>
+where
+    S: Service<Request<B>>,
+{
+    let decisions = match result {
+        Ok(decisions) => decisions,
+        Err(error) => {
+            shared.telemetry.record(Outcome::StoreError);
+            tracing::warn!(policy = %shared.policy, %error, "rate limit store failed");
+            if shared.mode == Mode::Shadow || shared.failure == FailurePolicy::FailOpen {
+                let after = if shared.mode == Mode::Shadow { After::Nothing } else { After::Degraded };
+                return State::Calling { future: inner.call(request), after };
+            }
+            return State::Respond { response: Some(headers::unavailable()) };
+        }
+    };
+    if decisions.allowed() {
+        shared.telemetry.record(Outcome::Allowed);
+    } else {
+        shared.telemetry.record(Outcome::Limited(shared.mode));
+        let retry_after = decisions.most_restrictive().and_then(|d| d.retry_after);
+        tracing::info!(policy = %shared.policy, mode = ?shared.mode, ?retry_after, "request over rate limit");
+    }
+    match shared.mode {
+        Mode::Shadow => State::Calling { future: inner.call(request), after: After::Nothing },
+        Mode::Enforce if !decisions.allowed() => {
+            State::Respond { response: Some(headers::limited(&shared, &decisions)) }
+        }
+        Mode::Annotate => {
+            request.extensions_mut().insert(decisions.clone());
+            State::Calling { future: inner.call(request), after: After::Headers(shared, decisions) }
+        }
+        _ => State::Calling { future: inner.call(request), after: After::Headers(shared, decisions) },
+    }
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Checking { check, pending, shared } => {
+                    let result = ready!(check.as_mut().poll(cx));
+                    let (inner, request) = pending.take().expect("ResponseFuture polled after completion");
+                    let next = next_state(result, Arc::clone(shared), inner, request);
+                    state.set(next);
+                }
+                StateProj::Calling { future, after } => {
+                    let response = ready!(future.poll(cx))?;
+                    let mut response = response.map(ResponseBody::inner);
+                    match std::mem::replace(after, After::Nothing) {
+                        After::Nothing => {}
+                        After::Headers(shared, decisions) => {
+                            headers::insert_rate_headers(&shared, &decisions, response.headers_mut());
+                        }
+                        After::Degraded => {
+                            response.headers_mut().insert(X_RATELIMIT_STATUS, HeaderValue::from_static("degraded"));
+                        }
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Respond { response } => {
+                    let response = response.take().expect("ResponseFuture polled after completion");
+                    return Poll::Ready(Ok(response.map(ResponseBody::full)));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! What identifies a client: the key a request is counted under.
+//!
+//! Every identity is tagged with its kind (`ip:`, `h:`, `u:`, ...) before
+//! it reaches the store, so a header value can never impersonate another
+//! client's address bucket.
+
+mod client_ip;
+
+use std::fmt::{self, Write};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderName;
+use http::request::Parts;
+
+pub use client_ip::ForwardedHeader;
+pub(crate) use client_ip::TrustedProxies;
+
+use crate::net::mask;
+
+/// The identity of an authenticated user, put into the request extensions
+/// by an authentication layer that runs before the rate limiter; read by
+/// [`Key::user`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UserId(pub Arc<str>);
+
+impl UserId {
+    /// A user identity.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        Self(id.into())
+    }
+}
+
+type CustomFn = dyn Fn(&Parts) -> Option<String> + Send + Sync;
+
+/// How to derive a client's identity from a request.
+///
+/// ```
+/// use tower_ratelimit_smart::Key;
+/// let by_ip = Key::ip();
+/// let by_api_key = Key::header("x-api-key");
+/// let per_client_and_route = Key::ip() + Key::path();
+/// let custom = Key::custom(|parts| parts.uri.query().map(str::to_owned));
+/// ```
+#[derive(Clone)]
+pub struct Key(Kind);
+
+#[derive(Clone)]
+enum Kind {
+    Ip,
+    Header(HeaderName),
+    InvalidHeader(String),
+    User,
+    Global,
+    Path,
+    Route,
+    Custom(Arc<CustomFn>),
+    All(Vec<Key>),
+}
+
+/// Per-request facts a key may need, resolved once.
+pub(crate) struct KeyContext<'a> {
+    pub(crate) parts: &'a Parts,
+    pub(crate) client_ip: Option<IpAddr>,
+    pub(crate) ipv6_prefix: u8,
+}
+
+impl Key {
+    /// The client address: the TCP peer (`ConnectInfo<SocketAddr>`), or the
+    /// forwarded address when the peer is a configured trusted proxy. IPv6
+    /// clients are grouped by prefix (/64 unless configured).
+    pub fn ip() -> Self {
+        Self(Kind::Ip)
+    }
+
+    /// The value of a request header, such as an API key. An invalid
+    /// header name is reported by the config builder's `build()`.
+    pub fn header(name: &str) -> Self {
+        match HeaderName::try_from(name) {
+            Ok(name) => Self(Kind::Header(name)),
+            Err(_) => Self(Kind::InvalidHeader(name.to_owned())),
+        }
+    }
+
+    /// The [`UserId`] an authentication layer put into the request extensions.
+    pub fn user() -> Self {
+        Self(Kind::User)
+    }
+
+    /// One bucket for every request: a global limit.
+    pub fn global() -> Self {
+        Self(Kind::Global)
+    }
+
+    /// The request path as sent (`/items/42`).
+    pub fn path() -> Self {
+        Self(Kind::Path)
+    }
+
+    /// The matched route template (`/items/{id}`) when the layer runs
+    /// inside axum's router (`route_layer` or a `MethodRouter` layer),
+    /// otherwise the request path.
+    pub fn route() -> Self {
+        Self(Kind::Route)
+    }
+
+    /// Any function of the request head; `None` means the key is missing.
+    pub fn custom<F>(f: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        Self(Kind::Custom(Arc::new(f)))
+    }
+
+    /// Both keys together: `Key::ip().and(Key::path())`, also written `Key::ip() + Key::path()`.
+    pub fn and(self, other: Key) -> Self {
+        let mut parts = match self.0 {
+            Kind::All(parts) => parts,
+            single => vec![Key(single)],
+        };
+        match other.0 {
+            Kind::All(more) => parts.extend(more),
+            single => parts.push(Key(single)),
+        }
+        Self(Kind::All(parts))
+    }
+
+    pub(crate) fn needs_client_ip(&self) -> bool {
+        match &self.0 {
+            Kind::Ip => true,
+            Kind::All(parts) => parts.iter().any(Key::needs_client_ip),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn invalid_header_name(&self) -> Option<&str> {
+        match &self.0 {
+            Kind::InvalidHeader(name) => Some(name),
+            Kind::All(parts) => parts.iter().find_map(Key::invalid_header_name),
+            _ => None,
+        }
+    }
+
+    /// Writes the tagged identity into `out`; false when the request lacks it.
+    pub(crate) fn write_identity(&self, cx: &KeyContext<'_>, out: &mut String) -> bool {
+        match &self.0 {
+            Kind::Ip => match cx.client_ip {
+                Some(ip) => {
+                    write_ip(out, ip, cx.ipv6_prefix);
+                    true
+                }
+                None => false,
+            },
+            Kind::Header(name) => match cx.parts.headers.get(name) {
+                Some(value) if !value.is_empty() => {
+                    out.push_str("h:");
+                    // Opaque bytes are fine: the store key hashes anything unusual.
+                    out.push_str(&String::from_utf8_lossy(value.as_bytes()));
+                    true
+                }
+                _ => false,
+            },
+            Kind::InvalidHeader(_) => false,
+            Kind::User => match cx.parts.extensions.get::<UserId>() {
+                Some(user) => {
+                    out.push_str("u:");
+                    out.push_str(&user.0);
+                    true
+                }
+                None => false,
+            },
+            Kind::Global => {
+                out.push_str("global");
+                true
+            }
+            Kind::Path => {
+                out.push_str("p:");
+                out.push_str(cx.parts.uri.path());
+                true
+            }
+            Kind::Route => {
+                out.push_str("r:");
+                match cx.parts.extensions.get::<axum::extract::MatchedPath>() {
+                    Some(route) => out.push_str(route.as_str()),
+                    None => out.push_str(cx.parts.uri.path()),
+                }
+                true
+            }
+            Kind::Custom(f) => match f(cx.parts) {
+                Some(id) => {
+                    out.push_str("c:");
+                    out.push_str(&id);
+                    true
+                }
+                None => false,
+            },
+            Kind::All(parts) => parts.iter().enumerate().all(|(i, part)| {
+                if i > 0 {
+                    // '|' is outside the plain identity alphabet, so a
+                    // composite identity is always hashed as a whole and
+                    // its parts cannot be shifted across the separator.
+                    out.push('|');
+                }
+                part.write_identity(cx, out)
+            }),
+        }
+    }
+}
+
+pub(crate) fn write_ip(out: &mut String, ip: IpAddr, ipv6_prefix: u8) {
+    out.push_str("ip:");
+    match ip {
+        IpAddr::V4(v4) => {
+            let _ = write!(out, "{v4}");
+        }
+        IpAddr::V6(_) => {
+            let _ = write!(out, "{}/{ipv6_prefix}", mask(ip, ipv6_prefix));
+        }
+    }
+}
+
+impl std::ops::Add for Key {
+    type Output = Key;
+    fn add(self, other: Key) -> Key {
+        self.and(other)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Kind::Ip => f.write_str("Key::ip()"),
+            Kind::Header(name) => write!(f, "Key::header({:?})", name.as_str()),
+            Kind::InvalidHeader(name) => write!(f, "Key::header({name:?})"),
+            Kind::User => f.write_str("Key::user()"),
+            Kind::Global => f.write_str("Key::global()"),
+            Kind::Path => f.write_str("Key::path()"),
+            Kind::Route => f.write_str("Key::route()"),
+            Kind::Custom(_) => f.write_str("Key::custom(..)"),
+            Kind::All(parts) => f.debug_list().entries(parts).finish(),
+        }
+    }
+}
