@@ -29,13 +29,7 @@ impl Decision {
     }
 
     pub(crate) fn allowed(limit: u64, remaining: u64, reset_after: u64) -> Self {
-        Self {
-            allowed: true,
-            limit,
-            remaining,
-            reset_after: Duration::from_nanos(reset_after),
-            retry_after: None,
-        }
+        Self { allowed: true, limit, remaining, reset_after: Duration::from_nanos(reset_after), retry_after: None }
     }
 
     pub(crate) fn denied(limit: u64, remaining: u64, reset_after: u64, retry_after: Option<u64>) -> Self {
@@ -51,9 +45,11 @@ impl Decision {
 
 /// The decisions for every limit of one check, in the order the limits were given.
 ///
-/// A check with several limits is all-or-nothing: when any limit denies,
-/// none is charged and every decision reports `allowed == false` for the
-/// whole request while keeping its own counts.
+/// A check with several limits is all-or-nothing: the request passes only
+/// when every limit admits it ([`Decisions::allowed`]), and then it is
+/// charged on all of them; otherwise on none. Each decision reports its own
+/// limit's view: a limit that would have admitted the request says so, with
+/// the units it would have left.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Decisions {
     items: smallvec::SmallVec<[Decision; 2]>,
@@ -90,26 +86,15 @@ impl Decisions {
         self.items.is_empty()
     }
 
-    /// The decision that binds the request: for a denied request the one
-    /// with the longest wait; for an allowed one the one with the fewest
+    /// The decision that binds the request: for a denied request the
+    /// denying limit with the longest wait (one that can never succeed
+    /// counts as longest); for an allowed one the limit with the fewest
     /// units left.
     pub fn most_restrictive(&self) -> Option<&Decision> {
         if self.allowed() {
             self.items.iter().min_by_key(|d| (d.remaining, std::cmp::Reverse(d.reset_after)))
         } else {
-            self.items
-                .iter()
-                .filter(|d| d.remaining == 0 || d.retry_after.is_some() || d.can_never_succeed())
-                .max_by_key(|d| d.retry_after.unwrap_or(Duration::MAX))
-                .or_else(|| self.items.first())
-        }
-    }
-
-    /// Marks every decision as denied, because another limit of the same
-    /// request denied it.
-    pub fn deny_all(&mut self) {
-        for d in &mut self.items {
-            d.allowed = false;
+            self.items.iter().filter(|d| !d.allowed).max_by_key(|d| d.retry_after.unwrap_or(Duration::MAX))
         }
     }
 }
