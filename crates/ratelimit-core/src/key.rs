@@ -32,9 +32,40 @@ pub fn push_identity(out: &mut String, identity: &str) {
     if is_plain(identity) {
         out.push_str(identity);
     } else {
-        let digest = fingerprint(identity.as_bytes());
-        let _ = write!(out, "#{:016x}{:016x}", digest[0], digest[1]);
+        push_fingerprint(out, identity.as_bytes());
     }
+}
+
+/// Makes the identity already written at `key[start..]` safe: a plain one
+/// stays, anything else is replaced by its fingerprint. Lets a caller write
+/// the identity straight into the key buffer and pay for one allocation.
+pub fn seal_identity(key: &mut String, start: usize) {
+    let Some(identity) = key.get(start..) else { return };
+    if !is_plain(identity) {
+        let digest = fingerprint(identity.as_bytes());
+        key.truncate(start);
+        push_digest(key, digest);
+    }
+}
+
+fn push_fingerprint(out: &mut String, bytes: &[u8]) {
+    push_digest(out, fingerprint(bytes));
+}
+
+fn push_digest(out: &mut String, digest: [u64; 2]) {
+    let _ = write!(out, "#{:016x}{:016x}", digest[0], digest[1]);
+}
+
+/// The part of every key of one limit before the identity:
+/// `{prefix}{policy}:{algorithm}:`.
+pub fn head(prefix: &str, policy: &str, algorithm: Algorithm) -> String {
+    let mut out = String::with_capacity(prefix.len() + policy.len() + 24);
+    out.push_str(prefix);
+    out.push_str(policy);
+    out.push(':');
+    out.push_str(algorithm.as_str());
+    out.push(':');
+    out
 }
 
 /// Builds the full key for one limit.
@@ -46,12 +77,7 @@ pub fn push_identity(out: &mut String, identity: &str) {
 /// assert!(hostile.starts_with("rl:api:fixed_window:#"));
 /// ```
 pub fn compose(prefix: &str, policy: &str, algorithm: Algorithm, identity: &str) -> String {
-    let mut out = String::with_capacity(prefix.len() + policy.len() + 24 + identity.len().min(40));
-    out.push_str(prefix);
-    out.push_str(policy);
-    out.push(':');
-    out.push_str(algorithm.as_str());
-    out.push(':');
+    let mut out = head(prefix, policy, algorithm);
     push_identity(&mut out, identity);
     out
 }
@@ -78,6 +104,17 @@ mod tests {
     #[test]
     fn plain_identities_stay_readable() {
         assert_eq!(compose("rl:", "p", Algorithm::FixedWindow, "2001:db8::/64"), "rl:p:fixed_window:2001:db8::/64");
+    }
+
+    #[test]
+    fn sealing_in_place_matches_compose() {
+        for identity in ["10.0.0.1", "{x}", "", "a b c", "ok:/path"] {
+            let mut key = head("rl:", "p", Algorithm::TokenBucket);
+            let start = key.len();
+            key.push_str(identity);
+            seal_identity(&mut key, start);
+            assert_eq!(key, compose("rl:", "p", Algorithm::TokenBucket, identity));
+        }
     }
 
     #[test]

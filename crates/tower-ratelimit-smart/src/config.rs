@@ -133,6 +133,8 @@ pub(crate) struct PolicyLimit {
     pub(crate) limit: Limit,
     /// Part of the store key and the name in the IETF headers.
     pub(crate) id: String,
+    /// `{prefix}{id}:{algorithm}:`, the key up to the identity.
+    pub(crate) key_head: String,
 }
 
 /// A validated configuration; cheap to clone (layers share it).
@@ -145,7 +147,6 @@ pub(crate) struct Shared {
     pub(crate) store: SharedStore,
     pub(crate) limits: Vec<PolicyLimit>,
     pub(crate) policy: String,
-    pub(crate) key_prefix: String,
     pub(crate) key: Key,
     pub(crate) trusted: TrustedProxies,
     pub(crate) ipv6_prefix: u8,
@@ -154,6 +155,7 @@ pub(crate) struct Shared {
     pub(crate) mode: Mode,
     pub(crate) headers: HeaderStyle,
     pub(crate) policy_header: HeaderValue,
+    pub(crate) limited_body_prefix: String,
     pub(crate) cost: Option<Arc<CostFn>>,
     pub(crate) skip: Option<Arc<SkipFn>>,
     pub(crate) allow: Vec<IpNet>,
@@ -467,7 +469,8 @@ impl RateLimitConfigBuilder {
                     limit = limit.with_burst(burst)?;
                 }
                 let id = if single { policy.clone() } else { format!("{policy}/{rate}") };
-                Ok(PolicyLimit { limit, id })
+                let key_head = key::head(&self.key_prefix, &id, limit.algorithm());
+                Ok(PolicyLimit { limit, id, key_head })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
         let store = match self.store {
@@ -476,12 +479,12 @@ impl RateLimitConfigBuilder {
         };
         let policy_header = crate::headers::policy_header(&limits);
         let telemetry = Telemetry::new(&policy);
+        let limited_body_prefix = crate::headers::limited_body_prefix(&policy);
         Ok(RateLimitConfig {
             shared: Arc::new(Shared {
                 store,
                 limits,
                 policy,
-                key_prefix: self.key_prefix,
                 key: self.key,
                 trusted: TrustedProxies { nets: trusted, header: self.forwarded_header },
                 ipv6_prefix: self.ipv6_prefix,
@@ -490,6 +493,7 @@ impl RateLimitConfigBuilder {
                 mode: self.mode,
                 headers: self.headers,
                 policy_header,
+                limited_body_prefix,
                 cost: self.cost,
                 skip: self.skip,
                 allow,

@@ -74,6 +74,15 @@ where
         Self { state: State::Checking { check, pending: Some((inner, request)), shared } }
     }
 
+    pub(crate) fn decided(
+        result: Result<Decisions, StoreError>,
+        shared: Arc<Shared>,
+        inner: S,
+        request: Request<B>,
+    ) -> Self {
+        Self { state: next_state(result, shared, inner, request) }
+    }
+
     fn calling(future: S::Future, after: After) -> Self {
         Self { state: State::Calling { future, after } }
     }

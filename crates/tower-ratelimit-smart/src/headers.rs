@@ -54,6 +54,7 @@ pub(crate) fn policy_header(limits: &[PolicyLimit]) -> HeaderValue {
 /// Adds the configured rate-limit headers for `decisions`.
 pub(crate) fn insert_rate_headers(shared: &Shared, decisions: &Decisions, headers: &mut HeaderMap) {
     let style = shared.headers;
+    headers.reserve(5);
     if style.legacy() {
         if let Some(binding) = decisions.most_restrictive() {
             headers.insert(X_RATELIMIT_LIMIT, binding.limit.into());
@@ -68,12 +69,24 @@ pub(crate) fn insert_rate_headers(shared: &Shared, decisions: &Decisions, header
             if i > 0 {
                 value.push_str(", ");
             }
-            let _ = write!(value, "\"{}\";r={};t={}", l.id, d.remaining, ceil_secs(d.reset_after));
+            let mut digits = itoa::Buffer::new();
+            value.push('"');
+            value.push_str(&l.id);
+            value.push_str("\";r=");
+            value.push_str(digits.format(d.remaining));
+            value.push_str(";t=");
+            value.push_str(digits.format(ceil_secs(d.reset_after)));
         }
         if let Ok(value) = HeaderValue::try_from(value) {
             headers.insert(RATELIMIT, value);
         }
     }
+}
+
+/// The fixed start of a layer's 429 body; only `retry-after` varies.
+pub(crate) fn limited_body_prefix(policy: &str) -> String {
+    let detail = serde_json::Value::from(format!("Rate limit of policy {policy} exceeded."));
+    format!("{{\"type\":\"{QUOTA_EXCEEDED}\",\"title\":\"Too Many Requests\",\"status\":429,\"detail\":{detail}")
 }
 
 /// The response to a limited request.
@@ -83,11 +96,19 @@ pub(crate) fn limited(shared: &Shared, decisions: &Decisions) -> Response<Bytes>
     let mut response = match &shared.on_limited {
         Some(handler) => handler(decisions),
         None => {
-            let detail = match retry {
-                Some(secs) => format!("Rate limit of policy {} exceeded; retry in {secs} s.", shared.policy),
-                None => format!("The request costs more than policy {} ever allows.", shared.policy),
-            };
-            problem(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", QUOTA_EXCEEDED, &detail, retry)
+            let mut body = String::with_capacity(shared.limited_body_prefix.len() + 24);
+            body.push_str(&shared.limited_body_prefix);
+            match retry {
+                Some(secs) => {
+                    let _ = write!(body, ",\"retry-after\":{secs}}}");
+                }
+                // No wait helps a request that costs more than the capacity.
+                None => body.push_str(",\"retry-after\":null}"),
+            }
+            let mut response = Response::new(Bytes::from(body));
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            response.headers_mut().insert(CONTENT_TYPE, PROBLEM_JSON);
+            response
         }
     };
     let headers = response.headers_mut();
@@ -163,6 +184,14 @@ mod tests {
         assert_eq!(ceil_secs(Duration::from_nanos(1)), 1);
         assert_eq!(ceil_secs(Duration::from_millis(12_000)), 12);
         assert_eq!(ceil_secs(Duration::from_millis(12_001)), 13);
+    }
+
+    #[test]
+    fn limited_body_prefix_is_the_start_of_valid_json() {
+        let body = format!("{},\"retry-after\":7}}", limited_body_prefix("5/m"));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], 429);
+        assert_eq!(v["detail"], "Rate limit of policy 5/m exceeded.");
     }
 
     #[test]

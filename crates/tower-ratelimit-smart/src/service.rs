@@ -73,9 +73,15 @@ where
         match plan(shared, &parts) {
             Plan::Pass => ResponseFuture::call(inner, Request::from_parts(parts, body)),
             Plan::Respond(response) => ResponseFuture::respond(response),
-            Plan::Check { identity, cost } => {
-                let check = start_check(Arc::clone(shared), &identity, cost);
-                ResponseFuture::checking(check, inner, Request::from_parts(parts, body), Arc::clone(shared))
+            Plan::Check { keys, cost } => {
+                let request = Request::from_parts(parts, body);
+                // Stores that answer without I/O (memory) decide right here,
+                // sparing the hot path a boxed future.
+                if let Some(result) = shared.store.check_now(CheckRequest::new(&limit_checks(shared, &keys), cost)) {
+                    return ResponseFuture::decided(result, Arc::clone(shared), inner, request);
+                }
+                let check = start_check(Arc::clone(shared), keys, cost);
+                ResponseFuture::checking(check, inner, request, Arc::clone(shared))
             }
         }
     }
@@ -84,7 +90,7 @@ where
 enum Plan {
     Pass,
     Respond(Response<bytes::Bytes>),
-    Check { identity: String, cost: u64 },
+    Check { keys: Keys, cost: u64 },
 }
 
 /// Decides, from the request head alone, whether and how to check it.
@@ -102,17 +108,21 @@ fn plan(shared: &Shared, parts: &Parts) -> Plan {
             return Plan::Pass;
         }
     }
-    let mut identity = String::with_capacity(48);
+    // The identity is written straight after the first limit's key head.
+    let first = &shared.limits[0];
+    let mut key = String::with_capacity(first.key_head.len() + 40);
+    key.push_str(&first.key_head);
+    let start = key.len();
     let cx = KeyContext { parts, client_ip, ipv6_prefix: shared.ipv6_prefix };
-    if !shared.key.write_identity(&cx, &mut identity) {
-        identity.clear();
+    if !shared.key.write_identity(&cx, &mut key) {
+        key.truncate(start);
         match shared.missing_key {
             MissingKey::Skip => return Plan::Pass,
             MissingKey::Reject => return Plan::Respond(headers::missing_key()),
             MissingKey::FallbackToIp => {
                 let ip: Option<IpAddr> = client_ip.or_else(|| shared.trusted.client_ip(parts));
                 match ip {
-                    Some(ip) => write_ip(&mut identity, ip, shared.ipv6_prefix),
+                    Some(ip) => write_ip(&mut key, ip, shared.ipv6_prefix),
                     None => {
                         tracing::error!(
                             policy = %shared.policy,
@@ -125,17 +135,27 @@ fn plan(shared: &Shared, parts: &Parts) -> Plan {
             }
         }
     }
+    key::seal_identity(&mut key, start);
+    let mut keys = Keys::new();
+    keys.push(key);
+    for limit in &shared.limits[1..] {
+        let identity = &keys[0][start..];
+        let mut other = String::with_capacity(limit.key_head.len() + identity.len());
+        other.push_str(&limit.key_head);
+        other.push_str(identity);
+        keys.push(other);
+    }
     let cost = shared.cost.as_ref().map_or(1, |cost| cost(parts));
-    Plan::Check { identity, cost }
+    Plan::Check { keys, cost }
+}
+
+type Keys = SmallVec<[String; 2]>;
+
+fn limit_checks<'a>(shared: &'a Shared, keys: &'a Keys) -> SmallVec<[LimitCheck<'a>; 2]> {
+    shared.limits.iter().zip(keys).map(|(l, key)| LimitCheck { key, limit: &l.limit }).collect()
 }
 
 /// Starts the store check; the future owns everything it borrows.
-fn start_check(shared: Arc<Shared>, identity: &str, cost: u64) -> BoxFuture<'static, Result<Decisions, StoreError>> {
-    let keys: SmallVec<[String; 2]> =
-        shared.limits.iter().map(|l| key::compose(&shared.key_prefix, &l.id, l.limit.algorithm(), identity)).collect();
-    Box::pin(async move {
-        let checks: SmallVec<[LimitCheck<'_>; 2]> =
-            shared.limits.iter().zip(&keys).map(|(l, key)| LimitCheck { key, limit: &l.limit }).collect();
-        shared.store.check(CheckRequest::new(&checks, cost)).await
-    })
+fn start_check(shared: Arc<Shared>, keys: Keys, cost: u64) -> BoxFuture<'static, Result<Decisions, StoreError>> {
+    Box::pin(async move { shared.store.check(CheckRequest::new(&limit_checks(&shared, &keys), cost)).await })
 }

@@ -82,11 +82,7 @@ pub struct MemoryStoreBuilder<C = SystemClock> {
 
 impl Default for MemoryStoreBuilder {
     fn default() -> Self {
-        Self {
-            max_keys: DEFAULT_MAX_KEYS,
-            cleanup_interval: Some(DEFAULT_CLEANUP_INTERVAL),
-            clock: SystemClock,
-        }
+        Self { max_keys: DEFAULT_MAX_KEYS, cleanup_interval: Some(DEFAULT_CLEANUP_INTERVAL), clock: SystemClock }
     }
 }
 
@@ -107,11 +103,7 @@ impl<C: Clock> MemoryStoreBuilder<C> {
 
     /// Reads time from `clock` instead of the system clock.
     pub fn clock<K: Clock>(self, clock: K) -> MemoryStoreBuilder<K> {
-        MemoryStoreBuilder {
-            max_keys: self.max_keys,
-            cleanup_interval: self.cleanup_interval,
-            clock,
-        }
+        MemoryStoreBuilder { max_keys: self.max_keys, cleanup_interval: self.cleanup_interval, clock }
     }
 
     /// Builds the store. The background sweep starts only when this runs
@@ -329,6 +321,10 @@ impl<C: Clock> Inner<C> {
 impl<C: Clock> Store for MemoryStore<C> {
     async fn check<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
         self.decide(request, true)
+    }
+
+    fn check_now(&self, request: CheckRequest<'_>) -> Option<Result<Decisions, StoreError>> {
+        Some(self.decide(request, true))
     }
 
     async fn peek<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {

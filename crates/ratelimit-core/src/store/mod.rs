@@ -84,6 +84,15 @@ pub trait Store: Send + Sync + 'static {
     /// Decides the request and charges it when every limit admits it.
     fn check<'a>(&'a self, request: CheckRequest<'a>) -> impl Future<Output = Result<Decisions, StoreError>> + Send;
 
+    /// Decides and charges at once when the store can answer without
+    /// waiting on I/O (the memory store can); `None` means "call
+    /// [`check`](Store::check)". Callers on a hot path use it to skip
+    /// creating a future.
+    fn check_now(&self, request: CheckRequest<'_>) -> Option<Result<Decisions, StoreError>> {
+        let _ = request;
+        None
+    }
+
     /// Decides the request as `check` would, without charging anything.
     fn peek<'a>(&'a self, request: CheckRequest<'a>) -> impl Future<Output = Result<Decisions, StoreError>> + Send;
 
@@ -98,6 +107,8 @@ pub trait Store: Send + Sync + 'static {
 pub trait DynStore: Send + Sync + 'static {
     /// See [`Store::check`].
     fn check_boxed<'a>(&'a self, request: CheckRequest<'a>) -> BoxFuture<'a, Result<Decisions, StoreError>>;
+    /// See [`Store::check_now`].
+    fn check_now_dyn(&self, request: CheckRequest<'_>) -> Option<Result<Decisions, StoreError>>;
     /// See [`Store::peek`].
     fn peek_boxed<'a>(&'a self, request: CheckRequest<'a>) -> BoxFuture<'a, Result<Decisions, StoreError>>;
     /// See [`Store::reset`].
@@ -109,6 +120,9 @@ pub trait DynStore: Send + Sync + 'static {
 impl<S: Store> DynStore for S {
     fn check_boxed<'a>(&'a self, request: CheckRequest<'a>) -> BoxFuture<'a, Result<Decisions, StoreError>> {
         Box::pin(self.check(request))
+    }
+    fn check_now_dyn(&self, request: CheckRequest<'_>) -> Option<Result<Decisions, StoreError>> {
+        self.check_now(request)
     }
     fn peek_boxed<'a>(&'a self, request: CheckRequest<'a>) -> BoxFuture<'a, Result<Decisions, StoreError>> {
         Box::pin(self.peek(request))
@@ -146,6 +160,9 @@ impl std::fmt::Debug for SharedStore {
 impl Store for SharedStore {
     fn check<'a>(&'a self, request: CheckRequest<'a>) -> impl Future<Output = Result<Decisions, StoreError>> + Send {
         self.0.check_boxed(request)
+    }
+    fn check_now(&self, request: CheckRequest<'_>) -> Option<Result<Decisions, StoreError>> {
+        self.0.check_now_dyn(request)
     }
     fn peek<'a>(&'a self, request: CheckRequest<'a>) -> impl Future<Output = Result<Decisions, StoreError>> + Send {
         self.0.peek_boxed(request)

@@ -211,7 +211,14 @@ pub(crate) fn write_ip(out: &mut String, ip: IpAddr, ipv6_prefix: u8) {
     out.push_str("ip:");
     match ip {
         IpAddr::V4(v4) => {
-            let _ = write!(out, "{v4}");
+            // Ipv4Addr's Display pads through a buffer; this is the hot path.
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(digits.format(octet));
+            }
         }
         IpAddr::V6(_) => {
             let _ = write!(out, "{}/{ipv6_prefix}", mask(ip, ipv6_prefix));
