@@ -46,31 +46,18 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return Some(peer);
         }
-        let mut client = peer;
         let headers = &parts.headers;
-        match self.header {
-            ForwardedHeader::XRealIp => {
-                if let Some(ip) = single_ip(headers, "x-real-ip") {
-                    client = ip;
-                }
-            }
-            ForwardedHeader::XForwardedFor => {
-                for hop in hops(headers, "x-forwarded-for", |item| Some(item)) {
-                    match hop {
-                        Some(ip) if self.trusts(ip) => client = ip,
-                        Some(ip) => return Some(ip),
-                        None => break,
-                    }
-                }
-            }
-            ForwardedHeader::Forwarded => {
-                for hop in hops(headers, "forwarded", forwarded_for) {
-                    match hop {
-                        Some(ip) if self.trusts(ip) => client = ip,
-                        Some(ip) => return Some(ip),
-                        None => break,
-                    }
-                }
+        let (name, pick): (&'static str, fn(&str) -> Option<&str>) = match self.header {
+            ForwardedHeader::XRealIp => return Some(single_ip(headers, "x-real-ip").unwrap_or(peer)),
+            ForwardedHeader::XForwardedFor => ("x-forwarded-for", whole_item),
+            ForwardedHeader::Forwarded => ("forwarded", forwarded_for),
+        };
+        let mut client = peer;
+        for hop in hops(headers, name, pick) {
+            match hop {
+                Some(ip) if self.trusts(ip) => client = ip,
+                Some(ip) => return Some(ip),
+                None => break,
             }
         }
         Some(client)
@@ -100,10 +87,14 @@ fn single_ip(headers: &HeaderMap, name: &str) -> Option<IpAddr> {
 fn hops<'h>(
     headers: &'h HeaderMap,
     name: &'static str,
-    pick: fn(&'h str) -> Option<&'h str>,
+    pick: fn(&str) -> Option<&str>,
 ) -> impl Iterator<Item = Option<IpAddr>> + 'h {
     let lines: Vec<&'h str> = headers.get_all(name).iter().map(|v| v.to_str().unwrap_or("\u{0}")).collect();
     lines.into_iter().rev().flat_map(|line| line.rsplit(',')).map(move |item| pick(item.trim()).and_then(parse_ip))
+}
+
+fn whole_item(item: &str) -> Option<&str> {
+    Some(item)
 }
 
 fn forwarded_for(element: &str) -> Option<&str> {
