@@ -154,8 +154,17 @@ impl Key {
             Kind::Header(name) => match cx.parts.headers.get(name) {
                 Some(value) if !value.is_empty() => {
                     out.push_str("h:");
-                    // Opaque bytes are fine: the store key hashes anything unusual.
-                    out.push_str(&String::from_utf8_lossy(value.as_bytes()));
+                    match value.to_str() {
+                        Ok(text) => out.push_str(text),
+                        // Opaque bytes are spelled out in hex, so two distinct
+                        // values never meet; the store key hashes the result.
+                        Err(_) => {
+                            out.push('~');
+                            for byte in value.as_bytes() {
+                                let _ = write!(out, "{byte:02x}");
+                            }
+                        }
+                    }
                     true
                 }
                 _ => false,
@@ -246,5 +255,56 @@ impl fmt::Debug for Key {
             Kind::Custom(_) => f.write_str("Key::custom(..)"),
             Kind::All(parts) => f.debug_list().entries(parts).finish(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(key: &Key, request: http::Request<()>, ip: Option<&str>, prefix: u8) -> Option<String> {
+        let (parts, ()) = request.into_parts();
+        let cx = KeyContext { parts: &parts, client_ip: ip.map(|s| s.parse().unwrap()), ipv6_prefix: prefix };
+        let mut out = String::new();
+        key.write_identity(&cx, &mut out).then_some(out)
+    }
+
+    fn get() -> http::Request<()> {
+        http::Request::builder().uri("/items/42?x=1").body(()).unwrap()
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_prefix() {
+        let a = identity(&Key::ip(), get(), Some("2001:db8:1:2:aaaa::1"), 64).unwrap();
+        let b = identity(&Key::ip(), get(), Some("2001:db8:1:2:bbbb::9"), 64).unwrap();
+        let c = identity(&Key::ip(), get(), Some("2001:db8:1:3::1"), 64).unwrap();
+        assert_eq!(a, "ip:2001:db8:1:2::/64");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_ne!(a, identity(&Key::ip(), get(), Some("2001:db8:1:2:bbbb::9"), 128).unwrap());
+        assert_eq!(identity(&Key::ip(), get(), Some("192.0.2.10"), 64).unwrap(), "ip:192.0.2.10");
+        assert_eq!(identity(&Key::ip(), get(), None, 64), None);
+    }
+
+    #[test]
+    fn identities_carry_their_kind() {
+        let with = |name: &str, value: &[u8]| {
+            http::Request::builder().header(name, http::HeaderValue::from_bytes(value).unwrap()).body(()).unwrap()
+        };
+        assert_eq!(identity(&Key::header("x-api-key"), with("x-api-key", b"k1"), None, 64).unwrap(), "h:k1");
+        assert_eq!(identity(&Key::header("x-api-key"), get(), None, 64), None);
+        let bin_a = identity(&Key::header("x-api-key"), with("x-api-key", b"\xff\xfe"), None, 64).unwrap();
+        let bin_b = identity(&Key::header("x-api-key"), with("x-api-key", b"\xff\xfd"), None, 64).unwrap();
+        assert_ne!(bin_a, bin_b);
+        assert_eq!(identity(&Key::path(), get(), None, 64).unwrap(), "p:/items/42");
+        assert_eq!(identity(&Key::global(), get(), None, 64).unwrap(), "global");
+        let both = Key::ip() + Key::path();
+        assert_eq!(identity(&both, get(), Some("192.0.2.1"), 64).unwrap(), "ip:192.0.2.1|p:/items/42");
+        assert_eq!(identity(&both, get(), None, 64), None, "a composite needs every part");
+        let mut with_user = get();
+        with_user.extensions_mut().insert(UserId::new("ann"));
+        assert_eq!(identity(&Key::user(), with_user, None, 64).unwrap(), "u:ann");
+        let custom = Key::custom(|parts| parts.uri.query().map(str::to_owned));
+        assert_eq!(identity(&custom, get(), None, 64).unwrap(), "c:x=1");
     }
 }
