@@ -1,4 +1,6 @@
-//! Store keys: `{prefix}{policy}:{algorithm}:{identity}`.
+//! Store keys: `{prefix}{policy}:{algorithm}:{{identity}}`, the identity in
+//! braces: a Redis Cluster hash tag, so every key of one client's decision
+//! lands in one slot while different clients spread over the cluster.
 //!
 //! The policy keeps two limits with different rates apart, the algorithm
 //! keeps incompatible state formats apart. Identities come from clients
@@ -7,7 +9,9 @@
 //! characters is replaced by `#` and a 128-bit SHA-256 prefix of it. `#` never
 //! appears in an identity kept as is, so a hashed identity cannot collide
 //! with a literal one, and no identity can carry braces (which would move
-//! a Redis Cluster hash slot) or control characters into a key.
+//! a Redis Cluster hash slot) or control characters into a key. Prefixes
+//! and policy names cannot hold braces either, so the identity's opening
+//! brace is always the key's first.
 
 use std::fmt::Write;
 
@@ -27,29 +31,30 @@ fn is_plain(identity: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b':' | b'-' | b'_' | b'/' | b'@' | b'=' | b'+'))
 }
 
-/// Appends an identity to `out`, hashing it when it is not plain.
+/// Appends an identity and the closing brace to a key [`head`], hashing
+/// the identity when it is not plain.
 pub fn push_identity(out: &mut String, identity: &str) {
     if is_plain(identity) {
         out.push_str(identity);
     } else {
-        push_fingerprint(out, identity.as_bytes());
+        push_digest(out, fingerprint(identity.as_bytes()));
     }
+    out.push('}');
 }
 
-/// Makes the identity already written at `key[start..]` safe: a plain one
-/// stays, anything else is replaced by its fingerprint. Lets a caller write
-/// the identity straight into the key buffer and pay for one allocation.
+/// Finishes a key whose identity was written straight after its [`head`],
+/// at `key[start..]`: a plain identity stays, anything else is replaced by
+/// its fingerprint, and the closing brace is added. Lets a caller build a
+/// key in one buffer.
 pub fn seal_identity(key: &mut String, start: usize) {
-    let Some(identity) = key.get(start..) else { return };
-    if !is_plain(identity) {
-        let digest = fingerprint(identity.as_bytes());
-        key.truncate(start);
-        push_digest(key, digest);
+    if let Some(identity) = key.get(start..) {
+        if !is_plain(identity) {
+            let digest = fingerprint(identity.as_bytes());
+            key.truncate(start);
+            push_digest(key, digest);
+        }
     }
-}
-
-fn push_fingerprint(out: &mut String, bytes: &[u8]) {
-    push_digest(out, fingerprint(bytes));
+    key.push('}');
 }
 
 fn push_digest(out: &mut String, digest: [u64; 2]) {
@@ -57,14 +62,14 @@ fn push_digest(out: &mut String, digest: [u64; 2]) {
 }
 
 /// The part of every key of one limit before the identity:
-/// `{prefix}{policy}:{algorithm}:`.
+/// `{prefix}{policy}:{algorithm}:{`.
 pub fn head(prefix: &str, policy: &str, algorithm: Algorithm) -> String {
     let mut out = String::with_capacity(prefix.len() + policy.len() + 24);
     out.push_str(prefix);
     out.push_str(policy);
     out.push(':');
     out.push_str(algorithm.as_str());
-    out.push(':');
+    out.push_str(":{");
     out
 }
 
@@ -72,9 +77,10 @@ pub fn head(prefix: &str, policy: &str, algorithm: Algorithm) -> String {
 ///
 /// ```
 /// use ratelimit_core::{key, Algorithm};
-/// assert_eq!(key::compose("rl:", "login", Algorithm::TokenBucket, "10.0.0.7"), "rl:login:token_bucket:10.0.0.7");
+/// assert_eq!(key::compose("rl:", "login", Algorithm::TokenBucket, "10.0.0.7"), "rl:login:token_bucket:{10.0.0.7}");
 /// let hostile = key::compose("rl:", "api", Algorithm::FixedWindow, "{evil}\n");
-/// assert!(hostile.starts_with("rl:api:fixed_window:#"));
+/// assert!(hostile.starts_with("rl:api:fixed_window:{#"));
+/// assert_eq!(hostile.matches('{').count(), 1);
 /// ```
 pub fn compose(prefix: &str, policy: &str, algorithm: Algorithm, identity: &str) -> String {
     let mut out = head(prefix, policy, algorithm);
@@ -103,7 +109,7 @@ mod tests {
 
     #[test]
     fn plain_identities_stay_readable() {
-        assert_eq!(compose("rl:", "p", Algorithm::FixedWindow, "2001:db8::/64"), "rl:p:fixed_window:2001:db8::/64");
+        assert_eq!(compose("rl:", "p", Algorithm::FixedWindow, "2001:db8::/64"), "rl:p:fixed_window:{2001:db8::/64}");
     }
 
     #[test]
@@ -124,7 +130,8 @@ mod tests {
         let keys: Vec<String> = inputs.iter().map(|i| compose("rl:", "p", Algorithm::FixedWindow, i)).collect();
         for key in &keys {
             assert!(key.len() < 80, "{key}");
-            assert!(!key.contains(['{', '}', '\n', ' ']), "{key}");
+            let identity = key.strip_prefix("rl:p:fixed_window:{").and_then(|k| k.strip_suffix('}')).unwrap();
+            assert!(!identity.contains(['{', '}', '\n', ' ']), "{key}");
         }
         let unique: std::collections::HashSet<_> = keys.iter().collect();
         assert_eq!(unique.len(), keys.len());
