@@ -25,7 +25,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // One store for all routes; the policy names keep their counters apart.
     let store = MemoryStore::new();
 
-    let public = RateLimitConfig::builder().policy("public").rate("30/m").key(Key::ip()).store(store.clone()).build()?;
+    let public =
+        RateLimitConfig::builder().policy("public").rate("30/m").key(Key::ip()).store(store.clone()).build()?;
     let api = RateLimitConfig::builder()
         .policy("api")
         .rate("10/s")

@@ -7,13 +7,11 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use ratelimit_core::{
-    CheckRequest, Decisions, FakeClock, Health, LimitCheck, MemoryStore, Store, StoreError,
-};
+use ratelimit_core::{CheckRequest, Decisions, FakeClock, Health, LimitCheck, MemoryStore, Store, StoreError};
 use reqwest::StatusCode;
 use tower_ratelimit_smart::{
-    Algorithm, FailurePolicy, HeaderStyle, Key, MissingKey, Mode, RateLimitConfig, RateLimitConfigBuilder, RateLimitLayer,
-    UserId,
+    Algorithm, FailurePolicy, HeaderStyle, Key, MissingKey, Mode, RateLimitConfig, RateLimitConfigBuilder,
+    RateLimitLayer, UserId,
 };
 
 /// 15 s into a minute: fixed windows of one minute end 45 s later.
@@ -154,7 +152,8 @@ async fn header_keys_are_separate_buckets_and_fall_back_to_the_ip() {
 async fn missing_key_can_reject_or_skip() {
     let reject =
         RateLimitConfig::builder().rate("1/m").key(Key::user()).on_missing_key(MissingKey::Reject).build().unwrap();
-    let skip = RateLimitConfig::builder().rate("1/m").key(Key::user()).on_missing_key(MissingKey::Skip).build().unwrap();
+    let skip =
+        RateLimitConfig::builder().rate("1/m").key(Key::user()).on_missing_key(MissingKey::Skip).build().unwrap();
     let app = Router::new()
         .route("/reject", get(|| async { "ok" }).layer(RateLimitLayer::new(reject)))
         .route("/skip", get(|| async { "ok" }).layer(RateLimitLayer::new(skip)));
@@ -204,7 +203,8 @@ async fn spoofed_forwarded_for_is_ignored_without_trusted_proxies() {
 
 #[tokio::test]
 async fn forwarded_for_from_a_trusted_proxy_is_honoured() {
-    let config = RateLimitConfig::builder().rate("1/m").trusted_proxies(["127.0.0.1/32", "10.0.0.0/8"]).build().unwrap();
+    let config =
+        RateLimitConfig::builder().rate("1/m").trusted_proxies(["127.0.0.1/32", "10.0.0.0/8"]).build().unwrap();
     let url = serve(Router::new().route("/", get(|| async { "ok" })).layer(RateLimitLayer::new(config))).await;
     let client = reqwest::Client::new();
     // The rightmost untrusted hop is the client; what it claims to its left is ignored.
@@ -320,8 +320,7 @@ async fn allow_list_skip_and_method_filter_bypass_the_limit() {
         .skip(|parts| parts.uri.query() == Some("health"))
         .build()
         .unwrap();
-    let methods =
-        RateLimitConfig::builder().policy("post").rate("1/m").methods([http::Method::POST]).build().unwrap();
+    let methods = RateLimitConfig::builder().policy("post").rate("1/m").methods([http::Method::POST]).build().unwrap();
     let app = Router::new()
         .route("/allow", get(|| async { "ok" }).layer(RateLimitLayer::new(allow)))
         .route("/skip", get(|| async { "ok" }).layer(RateLimitLayer::new(skip)))

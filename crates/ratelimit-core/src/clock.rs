@@ -23,9 +23,7 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> UnixNanos {
         // A clock before 1970 reads as the epoch rather than failing a request.
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
     }
 }
 
@@ -47,9 +45,7 @@ pub struct FakeClock {
 impl FakeClock {
     /// A fake clock reading `nanos` since the epoch.
     pub fn new(nanos: UnixNanos) -> Self {
-        Self {
-            nanos: Arc::new(AtomicU64::new(nanos)),
-        }
+        Self { nanos: Arc::new(AtomicU64::new(nanos)) }
     }
 
     /// A fake clock reading `secs` seconds since the epoch.

@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 /// The forms [`Rate`](crate::Rate) accepts, quoted in every parse error.
-pub const ACCEPTED_RATE_FORMS: &str =
-    "\"N/unit\" or \"N/Munit\" with unit s, m, h or d (or sec, second, min, minute, hour, day), e.g. \"100/h\", \"10/30s\", \"5/10m\"";
+pub const ACCEPTED_RATE_FORMS: &str = "\"N/unit\" or \"N/Munit\" with unit s, m, h or d (or sec, second, min, minute, hour, day), e.g. \"100/h\", \"10/30s\", \"5/10m\"";
 
 /// A rate that could not be parsed or built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,10 +15,7 @@ pub struct RateParseError {
 
 impl RateParseError {
     pub(crate) fn new(input: &str, reason: &str) -> Self {
-        Self {
-            input: input.to_owned(),
-            reason: reason.to_owned(),
-        }
+        Self { input: input.to_owned(), reason: reason.to_owned() }
     }
 
     /// The text that failed to parse.
@@ -79,9 +75,6 @@ pub enum StoreError {
 impl StoreError {
     /// Wraps any backend error.
     pub fn backend(store: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self::Backend {
-            store,
-            source: source.into(),
-        }
+        Self::Backend { store, source: source.into() }
     }
 }

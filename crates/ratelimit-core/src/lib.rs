@@ -48,4 +48,6 @@ pub use error::{ACCEPTED_RATE_FORMS, AlgorithmParseError, RateParseError, StoreE
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use rate::{MAX_LIMIT, MAX_PERIOD, Rate};
-pub use store::{BoxFuture, CheckRequest, CounterAdapter, CounterStore, DynStore, Health, LimitCheck, SharedStore, Store};
+pub use store::{
+    BoxFuture, CheckRequest, CounterAdapter, CounterStore, DynStore, Health, LimitCheck, SharedStore, Store,
+};

@@ -108,10 +108,7 @@ const UNITS: &[(&str, u64)] = &[
 ];
 
 fn unit_seconds(unit: &str) -> Option<u64> {
-    UNITS
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(unit))
-        .map(|&(_, secs)| secs)
+    UNITS.iter().find(|(name, _)| name.eq_ignore_ascii_case(unit)).map(|&(_, secs)| secs)
 }
 
 impl FromStr for Rate {
@@ -126,25 +123,20 @@ impl FromStr for Rate {
         if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
             return Err(RateParseError::new(input, "the limit must be a positive whole number"));
         }
-        let limit: u64 = count
-            .parse()
-            .map_err(|_| RateParseError::new(input, "the limit is too large"))?;
+        let limit: u64 = count.parse().map_err(|_| RateParseError::new(input, "the limit is too large"))?;
         let per = per.trim();
         let digits = per.bytes().take_while(u8::is_ascii_digit).count();
         let (multiplier, unit) = per.split_at(digits);
         let multiplier: u64 = if multiplier.is_empty() {
             1
         } else {
-            multiplier
-                .parse()
-                .map_err(|_| RateParseError::new(input, "the period multiplier is too large"))?
+            multiplier.parse().map_err(|_| RateParseError::new(input, "the period multiplier is too large"))?
         };
         let Some(unit_secs) = unit_seconds(unit.trim()) else {
             return Err(RateParseError::new(input, "unknown period unit"));
         };
-        let secs = multiplier
-            .checked_mul(unit_secs)
-            .ok_or_else(|| RateParseError::new(input, "the period is too long"))?;
+        let secs =
+            multiplier.checked_mul(unit_secs).ok_or_else(|| RateParseError::new(input, "the period is too long"))?;
         Rate::new(limit, Duration::from_secs(secs)).map_err(|e| RateParseError::new(input, e.reason()))
     }
 }
@@ -213,9 +205,21 @@ mod tests {
     #[test]
     fn rejects_bad_input_with_a_message_that_quotes_it() {
         for bad in [
-            "", "/", "10", "0/s", "10/0s", "-1/s", "ten/s", "10/x", "10/s/s", "1.5/s",
-            "99999999999999999999999/s", "4294967296/s", "10/99999999999999999999s",
-            "10/367d", "10/184467440737095516h",
+            "",
+            "/",
+            "10",
+            "0/s",
+            "10/0s",
+            "-1/s",
+            "ten/s",
+            "10/x",
+            "10/s/s",
+            "1.5/s",
+            "99999999999999999999999/s",
+            "4294967296/s",
+            "10/99999999999999999999s",
+            "10/367d",
+            "10/184467440737095516h",
         ] {
             let err = bad.parse::<Rate>().expect_err(bad);
             let message = err.to_string();

@@ -42,10 +42,7 @@ pub fn decide(state: Option<WindowState>, now: UnixNanos, limit: &Limit, cost: u
         return (Decision::denied(capacity, remaining, reset, None), current);
     }
     if cost <= remaining {
-        let next = WindowState {
-            end,
-            count: count + cost,
-        };
+        let next = WindowState { end, count: count + cost };
         (Decision::allowed(capacity, remaining - cost, reset), next)
     } else {
         (Decision::denied(capacity, remaining, reset, Some(reset)), current)

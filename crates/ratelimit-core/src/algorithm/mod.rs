@@ -41,12 +41,8 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Every algorithm, in a stable order.
-    pub const ALL: [Algorithm; 4] = [
-        Algorithm::FixedWindow,
-        Algorithm::SlidingWindow,
-        Algorithm::SlidingWindowCounter,
-        Algorithm::TokenBucket,
-    ];
+    pub const ALL: [Algorithm; 4] =
+        [Algorithm::FixedWindow, Algorithm::SlidingWindow, Algorithm::SlidingWindowCounter, Algorithm::TokenBucket];
 
     /// The name used in settings, keys and metrics.
     pub fn as_str(self) -> &'static str {
@@ -105,20 +101,13 @@ pub struct Limit {
 impl Limit {
     /// A limit with the bucket capacity equal to the rate's limit.
     pub fn new(rate: Rate, algorithm: Algorithm) -> Self {
-        Self {
-            rate,
-            algorithm,
-            burst: None,
-        }
+        Self { rate, algorithm, burst: None }
     }
 
     /// Sets the token bucket's capacity; other algorithms ignore it.
     pub fn with_burst(mut self, burst: u64) -> Result<Self, RateParseError> {
         if burst == 0 || burst > MAX_LIMIT {
-            return Err(RateParseError::new(
-                &format!("burst {burst}"),
-                "the burst must be between 1 and 4294967295",
-            ));
+            return Err(RateParseError::new(&format!("burst {burst}"), "the burst must be between 1 and 4294967295"));
         }
         self.burst = Some(burst);
         Ok(self)

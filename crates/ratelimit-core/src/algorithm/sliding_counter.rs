@@ -41,11 +41,7 @@ pub fn decide(state: Option<CounterState>, now: UnixNanos, limit: &Limit, cost: 
         Some(s) if s.window_end == start => (s.current, 0),
         _ => (0, 0),
     };
-    let state = CounterState {
-        window_end: end,
-        previous,
-        current,
-    };
+    let state = CounterState { window_end: end, previous, current };
     let capacity = limit.capacity();
     let p = u128::from(period);
     let weight = u128::from(end - now);
@@ -67,10 +63,7 @@ pub fn decide(state: Option<CounterState>, now: UnixNanos, limit: &Limit, cost: 
     }
     let wanted = used + u128::from(cost) * p;
     if wanted <= budget {
-        let next = CounterState {
-            current: current + cost,
-            ..state
-        };
+        let next = CounterState { current: current + cost, ..state };
         let decision = Decision::allowed(capacity, remaining(wanted), reset_for(next.current));
         return (decision, next);
     }
@@ -86,10 +79,7 @@ pub fn decide(state: Option<CounterState>, now: UnixNanos, limit: &Limit, cost: 
         let shrink = (slack / u128::from(current)) as u64;
         end + (period - shrink.min(period)) - now
     };
-    (
-        Decision::denied(capacity, remaining(used), reset_for(current), Some(retry)),
-        state,
-    )
+    (Decision::denied(capacity, remaining(used), reset_for(current), Some(retry)), state)
 }
 
 #[cfg(test)]
@@ -101,12 +91,9 @@ mod tests {
 
     #[test]
     fn previous_window_weighs_in_proportion() {
-        let limit = Limit::new(Rate::new(10, std::time::Duration::from_secs(10)).unwrap(), Algorithm::SlidingWindowCounter);
-        let state = CounterState {
-            window_end: 110 * S,
-            previous: 0,
-            current: 10,
-        };
+        let limit =
+            Limit::new(Rate::new(10, std::time::Duration::from_secs(10)).unwrap(), Algorithm::SlidingWindowCounter);
+        let state = CounterState { window_end: 110 * S, previous: 0, current: 10 };
         // At 112 s the previous window (the ten units) weighs 8/10: 8 used.
         let (d, st) = decide(Some(state), 112 * S, &limit, 2);
         assert!(d.allowed);

@@ -71,11 +71,7 @@ impl SlidingLog {
                 self.total += cost;
                 self.expires_at = at.saturating_add(period);
             }
-            let reset = if cost > 0 {
-                self.expires_at.max(now.saturating_add(period)) - now
-            } else {
-                reset
-            };
+            let reset = if cost > 0 { self.expires_at.max(now.saturating_add(period)) - now } else { reset };
             return Decision::allowed(capacity, remaining - cost, reset);
         }
         let mut to_free = cost - remaining;

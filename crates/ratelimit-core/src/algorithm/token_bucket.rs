@@ -64,9 +64,7 @@ mod tests {
 
     #[test]
     fn burst_then_steady_refill() {
-        let limit = Limit::new(Rate::per_second(10).unwrap(), Algorithm::TokenBucket)
-            .with_burst(3)
-            .unwrap();
+        let limit = Limit::new(Rate::per_second(10).unwrap(), Algorithm::TokenBucket).with_burst(3).unwrap();
         let now = 50 * S;
         let mut state = None;
         for left in [2, 1, 0] {

@@ -44,11 +44,7 @@ impl State {
 
     pub(super) fn counter(&self, limit: &Limit) -> Option<CounterState> {
         match *self {
-            State::Counter {
-                expires,
-                previous,
-                current,
-            } => Some(CounterState {
+            State::Counter { expires, previous, current } => Some(CounterState {
                 window_end: expires.saturating_sub(limit.period_nanos()),
                 previous: u64::from(previous),
                 current: u64::from(current),

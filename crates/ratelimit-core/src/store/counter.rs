@@ -137,11 +137,7 @@ impl<C: CounterStore, K: Clock> Store for CounterAdapter<C, K> {
     async fn health(&self) -> Result<Health, StoreError> {
         let started = Instant::now();
         self.counters.expires_in("health:probe").await?;
-        Ok(Health {
-            store: "counter",
-            latency: started.elapsed(),
-            details: Vec::new(),
-        })
+        Ok(Health { store: "counter", latency: started.elapsed(), details: Vec::new() })
     }
 }
 
