@@ -67,6 +67,9 @@ pub enum StoreError {
         /// What it supports instead.
         supported: &'static str,
     },
+    /// The store's configuration cannot work; the message names the setting.
+    #[error("{0}")]
+    Config(String),
     /// The request itself is malformed (for example no limits, or a cost of zero).
     #[error("invalid check: {0}")]
     InvalidRequest(&'static str),

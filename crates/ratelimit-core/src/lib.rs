@@ -23,7 +23,8 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `memory` | yes | [`MemoryStore`], the in-process store |
-//! | `redis`, `redis-cluster`, `redis-sentinel` | no | reserved for the Redis store |
+//! | `redis` | no | [`redis::RedisStore`] for a standalone server |
+//! | `redis-cluster`, `redis-sentinel` | no | Redis Cluster and Sentinel for the Redis store |
 //! | `postgres`, `mysql`, `sqlite` | no | reserved for the SQL store |
 //! | `all-stores` | no | every store above |
 //! | `test-util` | no | the store conformance suite, [`conformance`] |
@@ -36,6 +37,8 @@ pub mod key;
 #[cfg(feature = "memory")]
 pub mod memory;
 mod rate;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod store;
 
 #[cfg(feature = "test-util")]

@@ -1,0 +1,172 @@
+//! The Redis store: standalone, Cluster and Sentinel.
+//!
+//! Every decision, with all the limits of one request, is one `EVALSHA` of
+//! one Lua script (`decide.lua`), which reads the server's `TIME`, runs the
+//! algorithm and writes the new state only when every limit admits the
+//! request. Requests travel over multiplexed connections: each carries any
+//! number of concurrent requests pipelined, so a few connections serve a
+//! busy process without a pool's checkout and hand-back on every decision.
+
+mod connection;
+mod settings;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::redis::Script;
+
+use self::connection::Backend;
+pub use self::settings::{Deployment, NodeAddr, RedisSettings, RedisSettingsError};
+use crate::store::{CheckRequest, Health, LimitCheck, Store};
+use crate::{Algorithm, Decision, Decisions, StoreError};
+
+const SCRIPT: &str = include_str!("decide.lua");
+const STORE: &str = "redis";
+
+/// A rate-limit store in Redis. Clones share the connections.
+///
+/// ```no_run
+/// use ratelimit_core::redis::{RedisSettings, RedisStore};
+/// # async fn run() -> Result<(), ratelimit_core::StoreError> {
+/// let store = RedisStore::connect(RedisSettings::from_url("redis://127.0.0.1:6379")).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    script: Script,
+    settings: RedisSettings,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("deployment", &self.inner.settings.deployment()).finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Validates the settings and connects.
+    pub async fn connect(settings: RedisSettings) -> Result<Self, StoreError> {
+        settings.validate().map_err(|e| StoreError::Config(e.to_string()))?;
+        let backend = Backend::connect(&settings).await?;
+        Ok(Self { inner: Arc::new(Inner { backend, script: Script::new(SCRIPT), settings }) })
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &RedisSettings {
+        &self.inner.settings
+    }
+
+    /// The SHA-1 the script is invoked by.
+    pub fn script_hash(&self) -> &str {
+        self.inner.script.get_hash()
+    }
+
+    async fn decide(&self, request: CheckRequest<'_>, charge: bool) -> Result<Decisions, StoreError> {
+        request.validate()?;
+        let inner = &self.inner;
+        let mut invocation = inner.script.prepare_invoke();
+        for check in request.limits {
+            invocation.key(self.full_key(check.key));
+        }
+        match request.at {
+            Some(at) => invocation.arg(at / 1_000),
+            None => invocation.arg(""),
+        };
+        invocation.arg(request.cost).arg(if charge { "1" } else { "0" });
+        for check in request.limits {
+            let limit = check.limit;
+            invocation
+                .arg(code(limit.algorithm()))
+                .arg(limit.rate().limit())
+                .arg(limit.period_nanos() / 1_000)
+                .arg(limit.capacity());
+        }
+        let mut attempts = if inner.settings.retry_on_timeout { 2 } else { 1 };
+        let values: Vec<i64> = loop {
+            attempts -= 1;
+            match inner.backend.invoke(&invocation, inner.settings.socket_timeout).await {
+                Err(StoreError::Timeout { .. }) if attempts > 0 => continue,
+                other => break other?,
+            }
+        };
+        parse(&values, request.limits)
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        let prefix = &self.inner.settings.key_prefix;
+        let mut full = String::with_capacity(prefix.len() + key.len());
+        full.push_str(prefix);
+        full.push_str(key);
+        full
+    }
+}
+
+fn code(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::FixedWindow => "fw",
+        Algorithm::SlidingWindow => "sw",
+        Algorithm::SlidingWindowCounter => "swc",
+        Algorithm::TokenBucket => "tb",
+    }
+}
+
+fn micros(value: i64) -> Duration {
+    Duration::from_micros(u64::try_from(value).unwrap_or(0))
+}
+
+fn parse(values: &[i64], limits: &[LimitCheck<'_>]) -> Result<Decisions, StoreError> {
+    if values.len() != limits.len() * 4 {
+        return Err(StoreError::backend(
+            STORE,
+            format!("the script answered {} values for {} limits", values.len(), limits.len()),
+        ));
+    }
+    let mut decisions = Decisions::new();
+    for (chunk, check) in values.chunks_exact(4).zip(limits) {
+        let retry_after = match chunk[3] {
+            -2 | -1 => None,
+            wait => Some(micros(wait)),
+        };
+        decisions.push(Decision {
+            allowed: chunk[0] == 1,
+            limit: check.limit.capacity(),
+            remaining: u64::try_from(chunk[1]).unwrap_or(0),
+            reset_after: micros(chunk[2]),
+            retry_after,
+        });
+    }
+    Ok(decisions)
+}
+
+impl Store for RedisStore {
+    async fn check<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        self.decide(request, true).await
+    }
+
+    async fn peek<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        self.decide(request, false).await
+    }
+
+    async fn reset<'a>(&'a self, limit: LimitCheck<'a>) -> Result<(), StoreError> {
+        let mut cmd = ::redis::cmd("DEL");
+        cmd.arg(self.full_key(limit.key));
+        self.inner.backend.query::<i64>(&cmd, self.inner.settings.socket_timeout).await.map(drop)
+    }
+
+    async fn health(&self) -> Result<Health, StoreError> {
+        let started = Instant::now();
+        let pong: String = self.inner.backend.query(&::redis::cmd("PING"), self.inner.settings.socket_timeout).await?;
+        let latency = started.elapsed();
+        let mut details = vec![
+            ("deployment".to_owned(), format!("{:?}", self.inner.settings.deployment()).to_lowercase()),
+            ("ping".to_owned(), pong),
+        ];
+        details.extend(self.inner.backend.details(self.inner.settings.socket_timeout).await);
+        Ok(Health { store: STORE, latency, details })
+    }
+}

@@ -1,0 +1,279 @@
+//! Redis connection settings, with the names of the Django backend's
+//! settings so existing configuration carries over.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Algorithm;
+
+/// A node of a Redis Cluster or a Sentinel, as `{ host, port }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAddr {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// How to reach Redis. Exactly one deployment is chosen: Sentinel when
+/// `sentinels` is set, Cluster when `startup_nodes` is set, otherwise a
+/// standalone server from `url` or `host`/`port`/`db`.
+///
+/// Durations are seconds (fractions allowed): `socket_timeout = 0.1`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port/db`; overrides host, port, db and password.
+    pub url: Option<String>,
+    /// Standalone server host (default `127.0.0.1`).
+    pub host: String,
+    /// Standalone server port (default 6379).
+    pub port: u16,
+    /// Database number (default 0; Cluster supports only 0).
+    pub db: i64,
+    /// ACL user name.
+    pub username: Option<String>,
+    /// Password of the Redis servers.
+    pub password: Option<String>,
+    /// The longest a decision may wait for Redis (default 0.1 s): a rate
+    /// limiter sits on the request path.
+    #[serde(with = "seconds")]
+    pub socket_timeout: Duration,
+    /// The longest a connection attempt may take (default 0.5 s).
+    #[serde(with = "seconds")]
+    pub socket_connect_timeout: Duration,
+    /// TCP keepalive on the connections (default on).
+    pub socket_keepalive: bool,
+    /// How many multiplexed connections requests are spread over (default 2).
+    pub max_connections: usize,
+    /// Retry a decision once when it timed out (default off).
+    pub retry_on_timeout: bool,
+    /// Prepended to every key (default empty); no braces.
+    pub key_prefix: String,
+    /// The algorithm layers built from these settings use by default.
+    pub algorithm: Option<Algorithm>,
+    /// Redis Cluster seed nodes.
+    pub startup_nodes: Vec<NodeAddr>,
+    /// Sentinels as `[host, port]` pairs.
+    pub sentinels: Vec<(String, u16)>,
+    /// The Sentinel service (master group) name.
+    pub service_name: Option<String>,
+    /// Password of the sentinels themselves, when they require one.
+    pub sentinel_password: Option<String>,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            host: "127.0.0.1".to_owned(),
+            port: 6379,
+            db: 0,
+            username: None,
+            password: None,
+            socket_timeout: Duration::from_millis(100),
+            socket_connect_timeout: Duration::from_millis(500),
+            socket_keepalive: true,
+            max_connections: 2,
+            retry_on_timeout: false,
+            key_prefix: String::new(),
+            algorithm: None,
+            startup_nodes: Vec::new(),
+            sentinels: Vec::new(),
+            service_name: None,
+            sentinel_password: None,
+        }
+    }
+}
+
+/// A setting that cannot work, named by its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("redis.{field}: {problem}")]
+pub struct RedisSettingsError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> RedisSettingsError {
+    RedisSettingsError { field, problem: problem.into() }
+}
+
+/// The deployment the settings describe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deployment {
+    /// One server.
+    Standalone,
+    /// A Redis Cluster.
+    Cluster,
+    /// A primary watched by Sentinels.
+    Sentinel,
+}
+
+impl RedisSettings {
+    /// Settings for one server at `url`.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        Self { url: Some(url.into()), ..Self::default() }
+    }
+
+    /// Settings for a Cluster reached through `nodes`.
+    pub fn cluster(nodes: impl IntoIterator<Item = (String, u16)>) -> Self {
+        let startup_nodes = nodes.into_iter().map(|(host, port)| NodeAddr { host, port }).collect();
+        Self { startup_nodes, ..Self::default() }
+    }
+
+    /// Settings for the primary of `service_name`, found through `sentinels`.
+    pub fn sentinel(sentinels: impl IntoIterator<Item = (String, u16)>, service_name: impl Into<String>) -> Self {
+        Self { sentinels: sentinels.into_iter().collect(), service_name: Some(service_name.into()), ..Self::default() }
+    }
+
+    /// Which deployment these settings select.
+    pub fn deployment(&self) -> Deployment {
+        if !self.sentinels.is_empty() {
+            Deployment::Sentinel
+        } else if !self.startup_nodes.is_empty() {
+            Deployment::Cluster
+        } else {
+            Deployment::Standalone
+        }
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), RedisSettingsError> {
+        if let Some(url) = &self.url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
+                return Err(invalid("url", format!("{url:?} must start with redis:// or rediss://")));
+            }
+            if url.starts_with("rediss://") {
+                return Err(invalid("url", "TLS (rediss://) is not built into this release; use redis://"));
+            }
+        }
+        if self.host.trim().is_empty() {
+            return Err(invalid("host", "must not be empty"));
+        }
+        if self.port == 0 {
+            return Err(invalid("port", "must be between 1 and 65535"));
+        }
+        if !(0..=15_999).contains(&self.db) {
+            return Err(invalid("db", format!("{} is not a database number", self.db)));
+        }
+        for (field, value) in
+            [("socket_timeout", self.socket_timeout), ("socket_connect_timeout", self.socket_connect_timeout)]
+        {
+            if value.is_zero() || value > Duration::from_secs(60) {
+                return Err(invalid(field, format!("{value:?} must be above 0 and at most 60 s")));
+            }
+        }
+        if self.max_connections == 0 || self.max_connections > 64 {
+            return Err(invalid("max_connections", format!("{} must be between 1 and 64", self.max_connections)));
+        }
+        if self.key_prefix.len() > 64
+            || self.key_prefix.contains(['{', '}'])
+            || self.key_prefix.contains(char::is_whitespace)
+        {
+            return Err(invalid("key_prefix", "at most 64 characters, without braces or spaces"));
+        }
+        match self.deployment() {
+            Deployment::Sentinel => {
+                if self.service_name.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                    return Err(invalid("service_name", "required with sentinels"));
+                }
+                if self.sentinels.iter().any(|(host, port)| host.is_empty() || *port == 0) {
+                    return Err(invalid("sentinels", "every sentinel needs a host and a port"));
+                }
+            }
+            Deployment::Cluster => {
+                if self.db != 0 {
+                    return Err(invalid("db", "Redis Cluster has only database 0"));
+                }
+                if self.startup_nodes.iter().any(|n| n.host.is_empty() || n.port == 0) {
+                    return Err(invalid("startup_nodes", "every node needs a host and a port"));
+                }
+            }
+            Deployment::Standalone => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn standalone_url(&self) -> String {
+        match &self.url {
+            Some(url) => url.clone(),
+            None => node_url(&self.host, self.port, self.username.as_deref(), self.password.as_deref(), self.db),
+        }
+    }
+}
+
+pub(crate) fn node_url(host: &str, port: u16, username: Option<&str>, password: Option<&str>, db: i64) -> String {
+    let auth = match (username, password) {
+        (Some(user), Some(password)) => format!("{}:{}@", encode(user), encode(password)),
+        (None, Some(password)) => format!(":{}@", encode(password)),
+        (Some(user), None) => format!("{}@", encode(user)),
+        (None, None) => String::new(),
+    };
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() };
+    format!("redis://{auth}{host}:{port}/{db}")
+}
+
+/// Percent-encodes the characters that would end the user-info part of a URL.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(value.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(secs)
+            .map_err(|_| serde::de::Error::custom(format!("{secs} is not a duration in seconds")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_settings_name_their_field() {
+        let cases: Vec<(RedisSettings, &str)> = vec![
+            (RedisSettings { port: 0, ..Default::default() }, "redis.port"),
+            (RedisSettings { socket_timeout: Duration::ZERO, ..Default::default() }, "redis.socket_timeout"),
+            (RedisSettings::from_url("http://x"), "redis.url"),
+            (RedisSettings { key_prefix: "{a}".into(), ..Default::default() }, "redis.key_prefix"),
+            (RedisSettings { max_connections: 0, ..Default::default() }, "redis.max_connections"),
+            (
+                RedisSettings { service_name: None, ..RedisSettings::sentinel([("h".into(), 1)], "m") },
+                "redis.service_name",
+            ),
+            (RedisSettings { db: 3, ..RedisSettings::cluster([("h".into(), 1)]) }, "redis.db"),
+        ];
+        for (settings, field) in cases {
+            let err = settings.validate().unwrap_err().to_string();
+            assert!(err.starts_with(field), "{err}");
+        }
+        RedisSettings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn passwords_are_escaped_in_urls() {
+        assert_eq!(node_url("h", 1, None, Some("p@ss:/"), 2), "redis://:p%40ss%3A%2F@h:1/2");
+        assert_eq!(node_url("::1", 1, Some("u"), None, 0), "redis://u@[::1]:1/0");
+    }
+}

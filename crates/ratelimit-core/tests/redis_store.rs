@@ -1,0 +1,247 @@
+//! The Redis store against real redis-server processes.
+
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ratelimit_core::redis::{RedisSettings, RedisStore};
+use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, StoreError, key};
+use support::redis_servers::{Server, redis_available};
+
+fn limit(rate: &str, algorithm: Algorithm) -> Limit {
+    Limit::new(rate.parse::<Rate>().unwrap(), algorithm)
+}
+
+async fn connect(url: &str) -> RedisStore {
+    RedisStore::connect(RedisSettings::from_url(url)).await.unwrap()
+}
+
+async fn allowed(store: &RedisStore, key: &str, limit: &Limit, cost: u64) -> Result<bool, StoreError> {
+    let checks = [LimitCheck { key, limit }];
+    store.check(CheckRequest::new(&checks, cost)).await.map(|d| d.allowed())
+}
+
+/// Two stores (two app servers) with 64 tasks each on one key: exactly the limit passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_app_servers_admit_exactly_the_limit() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let stores = [connect(&server.url()).await, connect(&server.url()).await];
+    for algorithm in Algorithm::ALL {
+        let limit = Arc::new(limit("100/h", algorithm));
+        let key: Arc<str> = key::compose("t:", "race", algorithm, "one-client").into();
+        let admitted = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for store in &stores {
+            for _ in 0..64 {
+                let (store, limit, key, admitted) = (store.clone(), limit.clone(), key.clone(), admitted.clone());
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..4 {
+                        if allowed(&store, &key, &limit, 1).await.unwrap() {
+                            admitted.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }));
+            }
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(admitted.load(Ordering::SeqCst), 100, "{algorithm}");
+    }
+}
+
+#[tokio::test]
+async fn every_written_key_expires_and_hostile_identities_are_safe() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let store = connect(&server.url()).await;
+    let huge = "x".repeat(1 << 20);
+    let identities = ["plain", "{braces}", "new\nline", "sp ace", huge.as_str(), "\u{0}nul"];
+    for algorithm in Algorithm::ALL {
+        let limit = limit("3/m", algorithm);
+        for identity in identities {
+            let key = key::compose("t:", "ttl", algorithm, identity);
+            assert!(key.len() < 100);
+            assert!(allowed(&store, &key, &limit, 1).await.unwrap());
+            let pttl: i64 = server.cli(&["PTTL", &key]).trim().parse().unwrap();
+            assert!(pttl > 0 && pttl <= 60_000 * 2, "{algorithm} {key}: PTTL {pttl}");
+        }
+    }
+    // Each identity has its own state: six identities, four algorithms.
+    assert_eq!(server.cli(&["DBSIZE"]).trim(), "24");
+}
+
+#[tokio::test]
+async fn one_script_call_per_decision() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let store = connect(&server.url()).await;
+    // Load the script once, then count only the decisions.
+    let warm = limit("10/s", Algorithm::FixedWindow);
+    allowed(&store, "t:warm:{x}", &warm, 1).await.unwrap();
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    let limits = [limit("10/s", Algorithm::TokenBucket), limit("100/h", Algorithm::SlidingWindow)];
+    let keys =
+        [key::compose("t:", "a", Algorithm::TokenBucket, "c"), key::compose("t:", "b", Algorithm::SlidingWindow, "c")];
+    let checks = [LimitCheck { key: &keys[0], limit: &limits[0] }, LimitCheck { key: &keys[1], limit: &limits[1] }];
+    for _ in 0..25 {
+        store.check(CheckRequest::new(&checks, 1)).await.unwrap();
+    }
+    let stats = server.cli(&["INFO", "commandstats"]);
+    let calls = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{name}:")))
+            .and_then(|l| l.split("calls=").nth(1))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(calls("evalsha"), 25, "{stats}");
+    assert_eq!(calls("eval"), 0, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_flush_and_restart_do_not_stop_decisions() {
+    if !redis_available() {
+        return;
+    }
+    let mut server = Server::start(&[]);
+    let store = connect(&server.url()).await;
+    let limit = limit("1000000/h", Algorithm::TokenBucket);
+    for i in 0..20 {
+        if i == 10 {
+            server.cli(&["SCRIPT", "FLUSH"]);
+        }
+        assert!(allowed(&store, "t:flush:{c}", &limit, 1).await.unwrap(), "call {i}");
+    }
+    server.restart();
+    // Reconnection happens in the background: the first calls may fail, but
+    // within a second every call must succeed again, with no app restart.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut recovered_at = None;
+    while Instant::now() < deadline {
+        if allowed(&store, "t:flush:{c}", &limit, 1).await.is_ok() {
+            recovered_at.get_or_insert(Instant::now());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(recovered_at.is_some(), "the store did not recover after the restart");
+    for i in 0..50 {
+        assert!(allowed(&store, "t:flush:{c}", &limit, 1).await.unwrap(), "call {i} after recovery");
+    }
+}
+
+/// A TCP proxy that can stop forwarding without closing connections, as a
+/// black-holed network does.
+async fn black_hole_proxy(target: u16) -> (u16, Arc<AtomicBool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dropping = Arc::new(AtomicBool::new(false));
+    let flag = dropping.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { return };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up_flag = flag.clone();
+                let up = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = tokio::io::AsyncReadExt::read(&mut cr, &mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        if !up_flag.load(Ordering::SeqCst) {
+                            let _ = tokio::io::AsyncWriteExt::write_all(&mut sw, &buf[..n]).await;
+                        }
+                    }
+                };
+                let down = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = tokio::io::AsyncReadExt::read(&mut sr, &mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        if !flag.load(Ordering::SeqCst) {
+                            let _ = tokio::io::AsyncWriteExt::write_all(&mut cw, &buf[..n]).await;
+                        }
+                    }
+                };
+                tokio::join!(up, down);
+            });
+        }
+    });
+    (port, dropping)
+}
+
+#[tokio::test]
+async fn a_black_holed_server_times_out_instead_of_hanging() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let (port, dropping) = black_hole_proxy(server.port).await;
+    let settings = RedisSettings {
+        socket_timeout: Duration::from_millis(100),
+        ..RedisSettings::from_url(format!("redis://127.0.0.1:{port}"))
+    };
+    let store = RedisStore::connect(settings).await.unwrap();
+    let limit = limit("10/s", Algorithm::FixedWindow);
+    assert!(allowed(&store, "t:hole:{c}", &limit, 1).await.unwrap());
+    dropping.store(true, Ordering::SeqCst);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let result = allowed(&store, "t:hole:{c}", &limit, 1).await;
+        let took = started.elapsed();
+        assert!(result.is_err(), "a black-holed server cannot answer");
+        assert!(took < Duration::from_millis(100 + 150), "took {took:?}");
+    }
+    dropping.store(false, Ordering::SeqCst);
+}
+
+#[tokio::test]
+async fn reset_and_peek() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let store = connect(&server.url()).await;
+    for algorithm in Algorithm::ALL {
+        let limit = limit("2/m", algorithm);
+        let key = key::compose("t:", "reset", algorithm, "c");
+        let checks = [LimitCheck { key: &key, limit: &limit }];
+        assert!(allowed(&store, &key, &limit, 2).await.unwrap());
+        assert!(!store.peek(CheckRequest::new(&checks, 1)).await.unwrap().allowed());
+        store.reset(checks[0]).await.unwrap();
+        let peeked = store.peek(CheckRequest::new(&checks, 2)).await.unwrap();
+        assert!(peeked.allowed(), "{algorithm}");
+        assert_eq!(server.cli(&["EXISTS", &key]).trim(), "0", "peek writes nothing");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_server_is_an_error_not_a_hang() {
+    let port = support::redis_servers::free_port();
+    let started = Instant::now();
+    let result = RedisStore::connect(RedisSettings::from_url(format!("redis://127.0.0.1:{port}"))).await;
+    assert!(result.is_err());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let err = RedisStore::connect(RedisSettings { port: 0, ..Default::default() }).await.unwrap_err();
+    assert!(err.to_string().contains("redis.port"), "{err}");
+}
