@@ -245,3 +245,94 @@ async fn a_missing_server_is_an_error_not_a_hang() {
     let err = RedisStore::connect(RedisSettings { port: 0, ..Default::default() }).await.unwrap_err();
     assert!(err.to_string().contains("redis.port"), "{err}");
 }
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_keeps_each_decision_on_one_slot_and_spreads_clients() {
+    use support::redis_servers::Cluster;
+    if !redis_available() {
+        return;
+    }
+    let cluster = Cluster::start(false);
+    let settings = RedisSettings::cluster(cluster.startup_nodes());
+    let stores = [RedisStore::connect(settings.clone()).await.unwrap(), RedisStore::connect(settings).await.unwrap()];
+    for algorithm in Algorithm::ALL {
+        let limit = Arc::new(limit("100/h", algorithm));
+        let key: Arc<str> = key::compose("t:", "race", algorithm, "one-client").into();
+        let admitted = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for store in &stores {
+            for _ in 0..64 {
+                let (store, limit, key, admitted) = (store.clone(), limit.clone(), key.clone(), admitted.clone());
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..4 {
+                        if allowed(&store, &key, &limit, 1).await.unwrap() {
+                            admitted.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }));
+            }
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(admitted.load(Ordering::SeqCst), 100, "{algorithm} on the cluster");
+    }
+    // Two limits of one request share the identity's slot (no CROSSSLOT).
+    let limits = [limit("5/s", Algorithm::TokenBucket), limit("50/h", Algorithm::FixedWindow)];
+    for client in 0..200 {
+        let identity = format!("client-{client}");
+        let keys = [
+            key::compose("t:", "a", Algorithm::TokenBucket, &identity),
+            key::compose("t:", "b", Algorithm::FixedWindow, &identity),
+        ];
+        let checks = [LimitCheck { key: &keys[0], limit: &limits[0] }, LimitCheck { key: &keys[1], limit: &limits[1] }];
+        assert!(stores[0].check(CheckRequest::new(&checks, 1)).await.unwrap().allowed());
+    }
+    let spread = cluster.keys_per_primary();
+    assert_eq!(spread.len(), 3);
+    assert!(spread.iter().all(|&(_, keys)| keys > 50), "clients spread over every primary: {spread:?}");
+    let health = stores[0].health().await.unwrap();
+    assert!(health.details.iter().any(|(k, v)| k == "primaries" && v == "3"), "{health:?}");
+}
+
+#[cfg(feature = "redis-sentinel")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failover_is_followed_without_an_app_restart() {
+    use support::redis_servers::{SERVICE, SentinelSet};
+    if !redis_available() {
+        return;
+    }
+    let mut set = SentinelSet::start();
+    let settings = RedisSettings {
+        socket_timeout: Duration::from_millis(200),
+        ..RedisSettings::sentinel([("127.0.0.1".to_owned(), set.sentinel_port)], SERVICE)
+    };
+    let store = RedisStore::connect(settings).await.unwrap();
+    let limit = limit("1000000/h", Algorithm::TokenBucket);
+    assert!(allowed(&store, "t:failover:{c}", &limit, 1).await.unwrap());
+    let old_primary = set.primary.port;
+    set.primary.kill();
+    let killed = Instant::now();
+    let mut first_failure = None;
+    let mut recovered = None;
+    while killed.elapsed() < Duration::from_secs(30) {
+        match allowed(&store, "t:failover:{c}", &limit, 1).await {
+            Ok(_) if first_failure.is_some() => {
+                recovered = Some(killed.elapsed());
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => {
+                first_failure.get_or_insert(killed.elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let recovered = recovered.expect("decisions resumed after the failover");
+    assert_ne!(set.primary_port(), old_primary, "sentinel promoted the replica");
+    println!("sentinel failover: decisions failed for {recovered:?} after the primary was killed");
+    for i in 0..20 {
+        assert!(allowed(&store, "t:failover:{c}", &limit, 1).await.unwrap(), "call {i} after failover");
+    }
+}
