@@ -29,10 +29,11 @@ local function int(x)
   return string.format('%d', x)
 end
 
-local function expire_in(key, micros)
+-- A key lives exactly as long as its state matters, in whole milliseconds.
+local function ttl_ms(micros)
   local ms = math.ceil(micros / 1000)
   if ms < 1 then ms = 1 end
-  redis.call('PEXPIRE', key, int(ms))
+  return int(ms)
 end
 
 local out = {}
@@ -49,10 +50,14 @@ for i = 1, #KEYS do
   local allowed, remaining, reset, retry, write
 
   if alg == 'fw' then
+    -- State: "window_end:count".
     local finish = now - (now % period) + period
-    local state = redis.call('HMGET', key, 'w', 'c')
     local count = 0
-    if tonumber(state[1]) == finish then count = tonumber(state[2]) end
+    local state = redis.call('GET', key)
+    if state then
+      local w, c = string.match(state, '^(%d+):(%d+)$')
+      if tonumber(w) == finish then count = tonumber(c) end
+    end
     remaining = math.max(capacity - count, 0)
     reset = finish - now
     if cost > capacity then
@@ -61,8 +66,7 @@ for i = 1, #KEYS do
       allowed, retry = true, -2
       remaining = remaining - cost
       write = function()
-        redis.call('HSET', key, 'w', int(finish), 'c', int(count + cost))
-        expire_in(key, finish - now)
+        redis.call('SET', key, int(finish) .. ':' .. int(count + cost), 'PX', ttl_ms(finish - now))
       end
     else
       allowed, retry = false, reset
@@ -86,7 +90,7 @@ for i = 1, #KEYS do
         remaining = math.floor((tolerance - next_used) / interval)
         reset = next_used
         write = function()
-          redis.call('SET', key, int(next_tat), 'PX', int(math.max(math.ceil(next_used / 1000), 1)))
+          redis.call('SET', key, int(next_tat), 'PX', ttl_ms(next_used))
         end
       else
         allowed, retry = false, next_used - tolerance
@@ -96,13 +100,17 @@ for i = 1, #KEYS do
   elseif alg == 'swc' then
     local start = now - (now % period)
     local finish = start + period
-    local state = redis.call('HMGET', key, 'w', 'p', 'c')
-    local w = tonumber(state[1])
+    -- State: "window_end:previous:current".
     local previous, current = 0, 0
-    if w == finish then
-      previous, current = tonumber(state[2]), tonumber(state[3])
-    elseif w == start then
-      previous = tonumber(state[3])
+    local state = redis.call('GET', key)
+    if state then
+      local w, p, c = string.match(state, '^(%d+):(%d+):(%d+)$')
+      w = tonumber(w)
+      if w == finish then
+        previous, current = tonumber(p), tonumber(c)
+      elseif w == start then
+        previous = tonumber(c)
+      end
     end
     local weight = finish - now
     -- Scaled by the period so the comparison needs no division.
@@ -122,8 +130,8 @@ for i = 1, #KEYS do
       remaining = math.max(math.floor((budget - used - cost * period) / period), 0)
       reset = reset_for(current + cost)
       write = function()
-        redis.call('HSET', key, 'w', int(finish), 'p', int(previous), 'c', int(current + cost))
-        expire_in(key, finish + period - now)
+        local value = int(finish) .. ':' .. int(previous) .. ':' .. int(current + cost)
+        redis.call('SET', key, value, 'PX', ttl_ms(finish + period - now))
       end
     else
       allowed = false
@@ -137,17 +145,13 @@ for i = 1, #KEYS do
     end
 
   elseif alg == 'sw' then
+    -- One sorted-set member per admitted unit, scored by its time, so the
+    -- window's total is ZCARD and the k-th oldest unit one ZRANGE away.
     redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - period))
-    local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
-    local total, last = 0, nil
-    local costs, times = {}, {}
-    for j = 1, #entries, 2 do
-      local c = tonumber(string.match(entries[j], '^%d+:(%d+):'))
-      local t = tonumber(entries[j + 1])
-      costs[#costs + 1] = c
-      times[#times + 1] = t
-      total = total + c
-      last = t
+    local total = redis.call('ZCARD', key)
+    local last = nil
+    if total > 0 then
+      last = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
     end
     remaining = math.max(capacity - total, 0)
     reset = 0
@@ -162,20 +166,25 @@ for i = 1, #KEYS do
         if last and last > at then at = last end
         reset = at + period - now
         write = function()
-          local seq = redis.call('ZCOUNT', key, int(at), int(at)) + 1
-          redis.call('ZADD', key, int(at), int(at) .. ':' .. int(cost) .. ':' .. int(seq))
-          expire_in(key, at + period - now)
+          local score = int(at)
+          local seq = redis.call('ZCOUNT', key, score, score)
+          local batch = {}
+          for j = 1, cost do
+            batch[#batch + 1] = score
+            batch[#batch + 1] = score .. ':' .. int(seq + j)
+            if #batch >= 1000 or j == cost then
+              redis.call('ZADD', key, unpack(batch))
+              batch = {}
+            end
+          end
+          redis.call('PEXPIRE', key, ttl_ms(at + period - now))
         end
       end
     else
       allowed = false
-      local to_free = cost - remaining
-      retry = reset
-      for j = 1, #times do
-        retry = times[j] + period - now
-        if costs[j] >= to_free then break end
-        to_free = to_free - costs[j]
-      end
+      -- The request fits once the (cost - remaining) oldest units have left.
+      local freeing = redis.call('ZRANGE', key, cost - remaining - 1, cost - remaining - 1, 'WITHSCORES')
+      retry = tonumber(freeing[2]) + period - now
     end
 
   else

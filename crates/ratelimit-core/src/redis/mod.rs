@@ -61,6 +61,12 @@ impl RedisStore {
         &self.inner.settings
     }
 
+    /// Runs any command over the store's connections, with its timeout:
+    /// for diagnostics and for comparing against raw commands.
+    pub async fn query<T: ::redis::FromRedisValue>(&self, cmd: &::redis::Cmd) -> Result<T, StoreError> {
+        self.inner.backend.query(cmd, self.inner.settings.socket_timeout).await
+    }
+
     /// The SHA-1 the script is invoked by.
     pub fn script_hash(&self) -> &str {
         self.inner.script.get_hash()
