@@ -16,14 +16,26 @@ pub trait Clock: Send + Sync + Clone + 'static {
     fn now(&self) -> UnixNanos;
 }
 
-/// The operating system's wall clock.
+/// The wall clock, read cheaply.
+///
+/// The Unix time is read from the operating system once per process; after
+/// that, time advances with the CPU's monotonic counter (as `governor`
+/// does), which costs a few nanoseconds instead of a system clock call and
+/// never steps backwards when the wall clock is adjusted.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
+fn wall_clock_nanos() -> UnixNanos {
+    // A clock before 1970 reads as the epoch rather than failing a request.
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 impl Clock for SystemClock {
     fn now(&self) -> UnixNanos {
-        // A clock before 1970 reads as the epoch rather than failing a request.
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        static BASE: std::sync::OnceLock<(quanta::Instant, UnixNanos)> = std::sync::OnceLock::new();
+        let (instant, unix) = BASE.get_or_init(|| (quanta::Instant::now(), wall_clock_nanos()));
+        let elapsed = quanta::Instant::now().saturating_duration_since(*instant);
+        unix.saturating_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The in-process store: the default, with nothing to install.
 //!
-//! Keys are hashed once with a per-store random key (so clients cannot aim
-//! for collisions) and spread over up to 64 shards, each behind its own
+//! Keys are hashed once with aHash under per-store random keys (so clients
+//! cannot aim for collisions) and spread over up to 64 shards, each behind its own
 //! mutex held only for the arithmetic of one decision. A key's state is one
 //! small value; checking a key the store already holds allocates nothing.
 //! Two distinct keys share state only if their 64-bit keyed hashes collide,
@@ -10,7 +10,6 @@
 mod shard;
 mod state;
 
-use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -56,7 +55,7 @@ pub struct MemoryStore<C: Clock = SystemClock> {
 
 struct Inner<C> {
     shards: Box<[Mutex<Shard>]>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: ahash::RandomState,
     shard_capacity: usize,
     clock: C,
     created: UnixNanos,
@@ -191,6 +190,9 @@ impl<C: Clock> MemoryStore<C> {
     pub fn decide(&self, request: CheckRequest<'_>, charge: bool) -> Result<Decisions, StoreError> {
         request.validate()?;
         let now = request.at.unwrap_or_else(|| self.inner.clock.now());
+        if let [single] = request.limits {
+            return Ok(self.decide_one(single, request.cost, now, charge));
+        }
         let hashes: SmallVec<[u64; 2]> = request.limits.iter().map(|l| self.inner.hasher.hash_one(l.key)).collect();
         let mut order: SmallVec<[usize; 2]> = hashes.iter().map(|&h| self.inner.shard_of(h)).collect();
         order.sort_unstable();
@@ -217,6 +219,46 @@ impl<C: Clock> MemoryStore<C> {
             }
         }
         Ok(decisions)
+    }
+}
+
+impl<C: Clock> MemoryStore<C> {
+    /// The common case of one limit: one shard, one lookup.
+    fn decide_one(&self, check: &LimitCheck<'_>, cost: u64, now: UnixNanos, charge: bool) -> Decisions {
+        let inner = &self.inner;
+        let hash = inner.hasher.hash_one(check.key);
+        let limit = check.limit;
+        let mut shard = lock(&inner.shards[inner.shard_of(hash)]);
+        let mut decisions = Decisions::new();
+        let charge = charge && cost > 0;
+        match shard.map.get_mut(&hash).filter(|e| e.state.algorithm() == limit.algorithm()) {
+            Some(entry) => {
+                let decision = match &mut entry.state {
+                    State::Log(log) => log.decide(now, limit, cost, charge),
+                    state => {
+                        let (decision, next) = evaluate(Some(state), now, limit, cost);
+                        if charge && decision.allowed {
+                            if let Some(next) = next {
+                                *state = next;
+                            }
+                        }
+                        decision
+                    }
+                };
+                // Denied clients count as active too: evicting a blocked
+                // client's state would hand it a fresh allowance.
+                entry.touched = inner.touched(now);
+                decisions.push(decision);
+            }
+            None => {
+                let (decision, update) = evaluate(None, now, limit, cost);
+                if charge && decision.allowed {
+                    commit(&mut shard, hash, check, update, now, cost, inner.touched(now), inner.shard_capacity);
+                }
+                decisions.push(decision);
+            }
+        }
+        decisions
     }
 }
 
