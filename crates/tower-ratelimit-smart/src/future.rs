@@ -32,7 +32,9 @@ pin_project! {
     enum State<F, S, B> {
         Checking {
             check: BoxFuture<'static, Result<Decisions, StoreError>>,
-            pending: Option<(S, Request<B>)>,
+            // Boxed: only stores that wait take this path, and it keeps the
+            // future small for the synchronous one.
+            pending: Option<Box<(S, Request<B>)>>,
             shared: Arc<Shared>,
         },
         Calling {
@@ -71,7 +73,7 @@ where
         request: Request<B>,
         shared: Arc<Shared>,
     ) -> Self {
-        Self { state: State::Checking { check, pending: Some((inner, request)), shared } }
+        Self { state: State::Checking { check, pending: Some(Box::new((inner, request))), shared } }
     }
 
     pub(crate) fn decided(
@@ -142,7 +144,7 @@ where
             match state.as_mut().project() {
                 StateProj::Checking { check, pending, shared } => {
                     let result = ready!(check.as_mut().poll(cx));
-                    let (inner, request) = pending.take().expect("ResponseFuture polled after completion");
+                    let (inner, request) = *pending.take().expect("ResponseFuture polled after completion");
                     let next = next_state(result, Arc::clone(shared), inner, request);
                     state.set(next);
                 }

@@ -33,6 +33,32 @@ pub const X_RATELIMIT_STATUS: HeaderName = HeaderName::from_static("x-ratelimit-
 const PROBLEM_JSON: HeaderValue = HeaderValue::from_static("application/problem+json");
 const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
+/// Header values up to this are served from a table of static strings,
+/// so the common small numbers cost no allocation.
+const CACHED_NUMBERS: u64 = 10_000;
+
+/// A header value holding `n`.
+pub(crate) fn number(n: u64) -> HeaderValue {
+    static DIGITS: std::sync::OnceLock<(&'static str, Vec<u32>)> = std::sync::OnceLock::new();
+    if n >= CACHED_NUMBERS {
+        return n.into();
+    }
+    let (text, ends) = DIGITS.get_or_init(|| {
+        let mut text = String::new();
+        let mut ends = Vec::with_capacity(CACHED_NUMBERS as usize + 1);
+        ends.push(0);
+        let mut digits = itoa::Buffer::new();
+        for i in 0..CACHED_NUMBERS {
+            text.push_str(digits.format(i));
+            ends.push(text.len() as u32);
+        }
+        // Leaked once per process: about 40 KB that live as long as it does.
+        (Box::leak(text.into_boxed_str()), ends)
+    });
+    let i = n as usize;
+    HeaderValue::from_static(&text[ends[i] as usize..ends[i + 1] as usize])
+}
+
 /// Whole seconds, rounded up.
 pub(crate) fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
@@ -57,9 +83,9 @@ pub(crate) fn insert_rate_headers(shared: &Shared, decisions: &Decisions, header
     headers.reserve(5);
     if style.legacy() {
         if let Some(binding) = decisions.most_restrictive() {
-            headers.insert(X_RATELIMIT_LIMIT, binding.limit.into());
-            headers.insert(X_RATELIMIT_REMAINING, binding.remaining.into());
-            headers.insert(X_RATELIMIT_RESET, ceil_secs(binding.reset_after).into());
+            headers.insert(X_RATELIMIT_LIMIT, number(binding.limit));
+            headers.insert(X_RATELIMIT_REMAINING, number(binding.remaining));
+            headers.insert(X_RATELIMIT_RESET, number(ceil_secs(binding.reset_after)));
         }
     }
     if style.ietf() {
@@ -115,7 +141,7 @@ pub(crate) fn limited(shared: &Shared, decisions: &Decisions) -> Response<Bytes>
     insert_rate_headers(shared, decisions, headers);
     if let Some(secs) = retry {
         if !headers.contains_key(RETRY_AFTER) {
-            headers.insert(RETRY_AFTER, secs.into());
+            headers.insert(RETRY_AFTER, number(secs));
         }
     }
     response
@@ -192,6 +218,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["status"], 429);
         assert_eq!(v["detail"], "Rate limit of policy 5/m exceeded.");
+    }
+
+    #[test]
+    fn numbers_render_the_same_cached_or_not() {
+        for n in [0, 1, 9, 10, 99, 4242, 9_999, 10_000, 123_456, u64::MAX] {
+            assert_eq!(number(n), HeaderValue::from(n), "{n}");
+        }
     }
 
     #[test]
