@@ -91,10 +91,19 @@ impl Decisions {
     /// counts as longest); for an allowed one the limit with the fewest
     /// units left.
     pub fn most_restrictive(&self) -> Option<&Decision> {
+        self.binding_index().map(|i| &self.items[i])
+    }
+
+    /// The position of [`most_restrictive`](Self::most_restrictive).
+    pub fn binding_index(&self) -> Option<usize> {
+        let indexed = self.items.iter().enumerate();
         if self.allowed() {
-            self.items.iter().min_by_key(|d| (d.remaining, std::cmp::Reverse(d.reset_after)))
+            indexed.min_by_key(|(_, d)| (d.remaining, std::cmp::Reverse(d.reset_after))).map(|(i, _)| i)
         } else {
-            self.items.iter().filter(|d| !d.allowed).max_by_key(|d| d.retry_after.unwrap_or(Duration::MAX))
+            indexed
+                .filter(|(_, d)| !d.allowed)
+                .max_by_key(|(_, d)| d.retry_after.unwrap_or(Duration::MAX))
+                .map(|(i, _)| i)
         }
     }
 }

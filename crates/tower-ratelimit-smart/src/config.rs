@@ -133,8 +133,10 @@ pub(crate) struct PolicyLimit {
     pub(crate) limit: Limit,
     /// Part of the store key and the name in the IETF headers.
     pub(crate) id: String,
-    /// `{prefix}{id}:{algorithm}:`, the key up to the identity.
+    /// `{prefix}{id}:{algorithm}:{`, the key up to the identity.
     pub(crate) key_head: String,
+    /// The capacity as a header value, made once.
+    pub(crate) limit_value: HeaderValue,
 }
 
 /// A validated configuration; cheap to clone (layers share it).
@@ -470,7 +472,8 @@ impl RateLimitConfigBuilder {
                 }
                 let id = if single { policy.clone() } else { format!("{policy}/{rate}") };
                 let key_head = key::head(&self.key_prefix, &id, limit.algorithm());
-                Ok(PolicyLimit { limit, id, key_head })
+                let limit_value = HeaderValue::from(limit.capacity());
+                Ok(PolicyLimit { limit, id, key_head, limit_value })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
         let store = match self.store {

@@ -80,10 +80,10 @@ pub(crate) fn policy_header(limits: &[PolicyLimit]) -> HeaderValue {
 /// Adds the configured rate-limit headers for `decisions`.
 pub(crate) fn insert_rate_headers(shared: &Shared, decisions: &Decisions, headers: &mut HeaderMap) {
     let style = shared.headers;
-    headers.reserve(5);
     if style.legacy() {
-        if let Some(binding) = decisions.most_restrictive() {
-            headers.insert(X_RATELIMIT_LIMIT, number(binding.limit));
+        if let Some(i) = decisions.binding_index() {
+            let binding = &decisions[i];
+            headers.insert(X_RATELIMIT_LIMIT, shared.limits[i].limit_value.clone());
             headers.insert(X_RATELIMIT_REMAINING, number(binding.remaining));
             headers.insert(X_RATELIMIT_RESET, number(ceil_secs(binding.reset_after)));
         }
