@@ -1,0 +1,385 @@
+//! A conformance suite for [`Store`] implementations.
+//!
+//! It drives a store through deterministic pseudo-random schedules with
+//! explicit times ([`CheckRequest::at`]) and compares every decision with a
+//! small reference model written here, independently of the algorithms the
+//! stores share: the model keeps the full history of admitted requests (or,
+//! for the token bucket, a debt in nanoseconds) and answers by brute force.
+//! A store passes when, for every step, `allowed`, `limit` and `remaining`
+//! are equal, `retry_after` is the first instant (at the store's time
+//! resolution) at which the model admits the same request, and
+//! `reset_after` is when the model is back to full capacity.
+//!
+//! ```no_run
+//! # async fn run() {
+//! use ratelimit_core::conformance::{ConformanceOptions, run_all};
+//! let store = ratelimit_core::MemoryStore::new();
+//! run_all(&store, &ConformanceOptions::default()).await;
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use crate::clock::UnixNanos;
+use crate::store::{CheckRequest, LimitCheck, Store};
+use crate::{Algorithm, Decision, Limit, Rate, key};
+
+/// How to run the suite against one store.
+#[derive(Clone, Debug)]
+pub struct ConformanceOptions {
+    /// The store's time resolution in nanoseconds: 1 for the memory store,
+    /// 1,000 for stores that compute in microseconds. Schedule times are
+    /// multiples of it, and "one instant earlier" means one resolution step.
+    pub resolution_nanos: u64,
+    /// Prefix of every key the suite writes, so runs on a shared server do
+    /// not meet.
+    pub key_prefix: String,
+    /// Where the schedules start, nanoseconds since the epoch.
+    pub start: UnixNanos,
+    /// Steps per schedule.
+    pub steps: usize,
+}
+
+impl Default for ConformanceOptions {
+    fn default() -> Self {
+        Self {
+            resolution_nanos: 1,
+            key_prefix: "conformance:".to_owned(),
+            // 20 s into a minute, so windows do not start with the schedule.
+            start: 1_700_000_020 * 1_000_000_000,
+            steps: 160,
+        }
+    }
+}
+
+/// Runs every scenario; panics with a description of the first mismatch.
+pub async fn run_all<S: Store>(store: &S, options: &ConformanceOptions) {
+    schedules(store, options).await;
+    peek_never_charges(store, options).await;
+    limits_are_all_or_nothing(store, options).await;
+    reset_restores_capacity(store, options).await;
+}
+
+/// The limits every scenario runs, for every algorithm.
+pub fn limits() -> Vec<Limit> {
+    let rate = |s: &str| s.parse::<Rate>().expect("valid rate");
+    let mut limits = Vec::new();
+    for algorithm in Algorithm::ALL {
+        for r in ["1/s", "5/10s", "3/m", "100/h", "7/3s"] {
+            limits.push(Limit::new(rate(r), algorithm));
+        }
+    }
+    limits.push(Limit::new(rate("2/s"), Algorithm::TokenBucket).with_burst(5).expect("valid burst"));
+    limits.push(Limit::new(rate("10/m"), Algorithm::TokenBucket).with_burst(1).expect("valid burst"));
+    limits
+}
+
+/// A small deterministic generator (xorshift64*), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The reference model of one key under one limit.
+#[derive(Clone, Debug)]
+struct Model {
+    limit: Limit,
+    resolution: u64,
+    /// Admitted requests: (time, cost).
+    admitted: Vec<(UnixNanos, u64)>,
+    /// Token bucket: debt in nanoseconds at `debt_at`.
+    debt: u64,
+    debt_at: UnixNanos,
+}
+
+impl Model {
+    fn new(limit: Limit, resolution: u64) -> Self {
+        Self { limit, resolution, admitted: Vec::new(), debt: 0, debt_at: 0 }
+    }
+
+    fn period(&self) -> u64 {
+        self.limit.period_nanos()
+    }
+
+    fn capacity(&self) -> u64 {
+        self.limit.capacity()
+    }
+
+    /// Nanoseconds one token bucket unit costs, at the store's resolution.
+    fn interval(&self) -> u64 {
+        let r = self.resolution;
+        (self.period() / self.limit.rate().limit() / r * r).max(r)
+    }
+
+    fn debt_at(&self, t: UnixNanos) -> u64 {
+        self.debt.saturating_sub(t.saturating_sub(self.debt_at))
+    }
+
+    fn window_sum(&self, from_exclusive: u64, to_inclusive: u64) -> u64 {
+        self.admitted.iter().filter(|&&(at, _)| at > from_exclusive && at <= to_inclusive).map(|&(_, c)| c).sum()
+    }
+
+    fn aligned_sum(&self, window_start: u64) -> u64 {
+        let p = self.period();
+        self.admitted.iter().filter(|&&(at, _)| at / p * p == window_start).map(|&(_, c)| c).sum()
+    }
+
+    /// Units in use at `t`, scaled by the period (exact for every algorithm).
+    fn used_scaled(&self, t: UnixNanos) -> u128 {
+        let p = self.period();
+        match self.limit.algorithm() {
+            Algorithm::FixedWindow => u128::from(self.aligned_sum(t / p * p)) * u128::from(p),
+            Algorithm::SlidingWindow => u128::from(self.window_sum(t.saturating_sub(p), t)) * u128::from(p),
+            Algorithm::SlidingWindowCounter => {
+                let start = t / p * p;
+                let previous = self.aligned_sum(start.wrapping_sub(p));
+                let current = self.aligned_sum(start);
+                u128::from(previous) * u128::from(start + p - t) + u128::from(current) * u128::from(p)
+            }
+            // The bucket is judged by its debt; this only tells empty from not.
+            Algorithm::TokenBucket => u128::from(self.debt_at(t)),
+        }
+    }
+
+    fn admits(&self, t: UnixNanos, cost: u64) -> bool {
+        if cost > self.capacity() {
+            return false;
+        }
+        if self.limit.algorithm() == Algorithm::TokenBucket {
+            let i = u128::from(self.interval());
+            return u128::from(self.debt_at(t)) + u128::from(cost) * i <= u128::from(self.capacity()) * i;
+        }
+        let p = u128::from(self.period());
+        self.used_scaled(t) + u128::from(cost) * p <= u128::from(self.capacity()) * p
+    }
+
+    fn remaining(&self, t: UnixNanos) -> u64 {
+        if self.limit.algorithm() == Algorithm::TokenBucket {
+            let i = self.interval();
+            return (self.capacity() * i).saturating_sub(self.debt_at(t)) / i;
+        }
+        let p = u128::from(self.period());
+        ((u128::from(self.capacity()) * p).saturating_sub(self.used_scaled(t)) / p) as u64
+    }
+
+    fn is_full(&self, t: UnixNanos) -> bool {
+        match self.limit.algorithm() {
+            Algorithm::TokenBucket => self.debt_at(t) == 0,
+            _ => self.used_scaled(t) == 0,
+        }
+    }
+
+    fn charge(&mut self, t: UnixNanos, cost: u64) {
+        if cost == 0 {
+            return;
+        }
+        if self.limit.algorithm() == Algorithm::TokenBucket {
+            self.debt = self.debt_at(t) + cost * self.interval();
+            self.debt_at = t;
+        }
+        self.admitted.push((t, cost));
+    }
+}
+
+fn fail(context: &str, detail: String) -> ! {
+    panic!("conformance: {context}: {detail}")
+}
+
+fn check_decision(model: &Model, t: UnixNanos, cost: u64, got: &Decision, context: &str) {
+    let expected = model.admits(t, cost);
+    if got.allowed != expected {
+        fail(context, format!("allowed {} but the model says {expected}", got.allowed));
+    }
+    if got.limit != model.capacity() {
+        fail(context, format!("limit {} but the capacity is {}", got.limit, model.capacity()));
+    }
+    let mut after = model.clone();
+    if expected {
+        after.charge(t, cost);
+    }
+    if got.remaining != after.remaining(t) {
+        fail(context, format!("remaining {} but the model has {}", got.remaining, after.remaining(t)));
+    }
+    let res = model.resolution;
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    if !expected {
+        if cost > model.capacity() {
+            if !got.can_never_succeed() {
+                fail(context, "a cost above the capacity must be reported as never satisfiable".into());
+            }
+        } else {
+            let Some(retry) = got.retry_after.map(nanos) else {
+                fail(context, "a denied request that can pass later needs retry_after".into())
+            };
+            if retry == 0 || !model.admits(t + retry, cost) {
+                fail(context, format!("retry_after {retry} ns, but the request does not pass then"));
+            }
+            if retry >= res && model.admits(t + retry - res, cost) {
+                fail(context, format!("retry_after {retry} ns, but the request already passes one step earlier"));
+            }
+        }
+    } else if got.retry_after.is_some() {
+        fail(context, "an admitted request has no retry_after".into());
+    }
+    let reset = nanos(got.reset_after);
+    if model.limit.algorithm() == Algorithm::FixedWindow {
+        let p = model.period();
+        let end = (t / p + 1) * p;
+        if reset != end - t {
+            fail(context, format!("reset_after {reset} ns but the window ends in {} ns", end - t));
+        }
+    } else {
+        if !after.is_full(t + reset) {
+            fail(context, format!("reset_after {reset} ns, but the key is not back to full capacity then"));
+        }
+        if reset >= res && after.is_full(t + reset - res) && !after.is_full(t) {
+            fail(
+                context,
+                format!("reset_after {reset} ns, but the key is already full one step earlier (model: {after:?})"),
+            );
+        }
+    }
+}
+
+/// Random schedules on several keys per limit, compared step by step.
+pub async fn schedules<S: Store>(store: &S, options: &ConformanceOptions) {
+    let res = options.resolution_nanos.max(1);
+    for (n, limit) in limits().into_iter().enumerate() {
+        let keys: Vec<String> = (0..3)
+            .map(|k| key::compose(&options.key_prefix, &format!("sched{n}"), limit.algorithm(), &format!("k{k}")))
+            .collect();
+        let mut models: Vec<Model> = keys.iter().map(|_| Model::new(limit, res)).collect();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1));
+        let mut t = options.start / res * res;
+        let period = limit.period_nanos();
+        for step in 0..options.steps {
+            t += match rng.below(10) {
+                0..=3 => 0,
+                4 => res,
+                5..=7 => rng.below(period / 4 / res + 1) * res,
+                8 => rng.below(1000) * res,
+                _ => rng.below(period * 3 / 2 / res + 1) * res,
+            };
+            let which = rng.below(keys.len() as u64) as usize;
+            let cost = match rng.below(12) {
+                0 => 0,
+                1 => limit.capacity() + 1,
+                2 | 3 => 1 + rng.below(limit.capacity()),
+                _ => 1,
+            };
+            let checks = [LimitCheck { key: &keys[which], limit: &limit }];
+            let context = format!(
+                "{} {} (capacity {}), step {step}, key {which}, t = start + {} ns, cost {cost}",
+                limit.algorithm(),
+                limit.rate(),
+                limit.capacity(),
+                t - options.start
+            );
+            let decisions = match store.check(CheckRequest::new(&checks, cost).at(t)).await {
+                Ok(d) => d,
+                Err(e) => fail(&context, format!("store error: {e}")),
+            };
+            if decisions.len() != 1 {
+                fail(&context, format!("{} decisions for one limit", decisions.len()));
+            }
+            let model = &mut models[which];
+            check_decision(model, t, cost, &decisions[0], &context);
+            if decisions[0].allowed {
+                model.charge(t, cost);
+            }
+        }
+        for check in &keys {
+            let _ = store.reset(LimitCheck { key: check, limit: &limit }).await;
+        }
+    }
+}
+
+/// `peek` reports what `check` would decide and changes nothing.
+pub async fn peek_never_charges<S: Store>(store: &S, options: &ConformanceOptions) {
+    let t = options.start / options.resolution_nanos.max(1) * options.resolution_nanos.max(1);
+    for (n, limit) in limits().into_iter().enumerate() {
+        let key = key::compose(&options.key_prefix, &format!("peek{n}"), limit.algorithm(), "p");
+        let checks = [LimitCheck { key: &key, limit: &limit }];
+        let context = format!("peek, {} {}", limit.algorithm(), limit.rate());
+        for _ in 0..3 {
+            let peeked = store.peek(CheckRequest::new(&checks, limit.capacity()).at(t)).await.expect("peek");
+            if !peeked.allowed() || peeked[0].remaining != 0 {
+                fail(&context, format!("peeking the full capacity of a fresh key gave {:?}", peeked[0]));
+            }
+        }
+        let checked = store.check(CheckRequest::new(&checks, limit.capacity()).at(t)).await.expect("check");
+        if !checked.allowed() {
+            fail(&context, "peeks charged the key".into());
+        }
+        let denied = store.peek(CheckRequest::new(&checks, 1).at(t)).await.expect("peek");
+        let again = store.check(CheckRequest::new(&checks, 1).at(t)).await.expect("check");
+        if denied.allowed() || again.allowed() || denied[0].retry_after != again[0].retry_after {
+            fail(&context, format!("peek {:?} and check {:?} disagree", denied[0], again[0]));
+        }
+        let _ = store.reset(checks[0]).await;
+    }
+}
+
+/// Several limits of one request pass together or not at all.
+pub async fn limits_are_all_or_nothing<S: Store>(store: &S, options: &ConformanceOptions) {
+    let res = options.resolution_nanos.max(1);
+    let t = options.start / res * res;
+    for algorithm in Algorithm::ALL {
+        let tight = Limit::new("2/m".parse().expect("rate"), algorithm);
+        let loose = Limit::new("10/m".parse().expect("rate"), algorithm);
+        let a = key::compose(&options.key_prefix, "all-a", algorithm, "c");
+        let b = key::compose(&options.key_prefix, "all-b", algorithm, "c");
+        let both = [LimitCheck { key: &a, limit: &tight }, LimitCheck { key: &b, limit: &loose }];
+        let context = format!("all-or-nothing, {algorithm}");
+        for _ in 0..2 {
+            let d = store.check(CheckRequest::new(&both, 1).at(t)).await.expect("check");
+            if !d.allowed() || d.len() != 2 {
+                fail(&context, format!("the first two requests pass: {d:?}"));
+            }
+        }
+        let denied = store.check(CheckRequest::new(&both, 1).at(t)).await.expect("check");
+        if denied.allowed() || denied[0].allowed || !denied[1].allowed {
+            fail(&context, format!("the tight limit denies, the loose one would admit: {denied:?}"));
+        }
+        let loose_only = [LimitCheck { key: &b, limit: &loose }];
+        let left = store.peek(CheckRequest::new(&loose_only, 1).at(t)).await.expect("peek");
+        if left[0].remaining != 7 {
+            fail(&context, format!("the denied request was charged on the loose limit: {:?}", left[0]));
+        }
+        let _ = store.reset(both[0]).await;
+        let _ = store.reset(both[1]).await;
+    }
+}
+
+/// `reset` forgets a key's state; a cost of 0 passes and charges nothing.
+pub async fn reset_restores_capacity<S: Store>(store: &S, options: &ConformanceOptions) {
+    let res = options.resolution_nanos.max(1);
+    let t = options.start / res * res;
+    for algorithm in Algorithm::ALL {
+        let limit = Limit::new("3/h".parse().expect("rate"), algorithm);
+        let key = key::compose(&options.key_prefix, "reset", algorithm, "c");
+        let checks = [LimitCheck { key: &key, limit: &limit }];
+        let context = format!("reset, {algorithm}");
+        let spent = store.check(CheckRequest::new(&checks, 3).at(t)).await.expect("check");
+        let free = store.check(CheckRequest::new(&checks, 0).at(t)).await.expect("check");
+        if !spent.allowed() || !free.allowed() || free[0].remaining != 0 {
+            fail(&context, format!("spending the capacity, then a free request: {spent:?} {free:?}"));
+        }
+        store.reset(checks[0]).await.expect("reset");
+        let fresh = store.check(CheckRequest::new(&checks, 3).at(t)).await.expect("check");
+        if !fresh.allowed() {
+            fail(&context, "the key is not back to full capacity after reset".into());
+        }
+        let _ = store.reset(checks[0]).await;
+    }
+}

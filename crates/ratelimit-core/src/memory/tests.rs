@@ -1,0 +1,143 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::*;
+use crate::conformance::{ConformanceOptions, run_all};
+use crate::{FakeClock, Rate, key};
+
+fn limit(rate: &str, algorithm: Algorithm) -> Limit {
+    Limit::new(rate.parse::<Rate>().unwrap(), algorithm)
+}
+
+fn check(store: &MemoryStore<FakeClock>, key: &str, limit: &Limit, cost: u64) -> Decision {
+    let checks = [LimitCheck { key, limit }];
+    store.decide(CheckRequest::new(&checks, cost), true).unwrap()[0]
+}
+
+#[tokio::test]
+async fn passes_the_conformance_suite() {
+    let store = MemoryStore::builder().clock(FakeClock::at_secs(1_000)).build();
+    run_all(&store, &ConformanceOptions::default()).await;
+    // Longer schedules from another start, to reach more states.
+    let options = ConformanceOptions { start: 1_800_000_007 * 1_000_000_000, steps: 600, ..Default::default() };
+    run_all(&store, &options).await;
+}
+
+#[test]
+fn never_holds_more_than_max_keys() {
+    let clock = FakeClock::at_secs(10_000);
+    let store = MemoryStore::builder().max_keys(1_000).cleanup_interval(None).clock(clock.clone()).build();
+    let l = limit("5/h", Algorithm::TokenBucket);
+    for i in 0..20_000 {
+        let key = key::compose("m:", "p", Algorithm::TokenBucket, &format!("c{i}"));
+        assert!(check(&store, &key, &l, 1).allowed);
+        assert!(store.len() <= 1_000, "{} keys after {i} inserts", store.len());
+    }
+    assert!(store.len() > 800, "eviction should not empty the store: {}", store.len());
+}
+
+#[test]
+fn expired_keys_go_first_then_the_least_recently_used() {
+    let clock = FakeClock::at_secs(10_000);
+    // Small enough for one shard, so the order of eviction is observable.
+    let store = MemoryStore::builder().max_keys(64).cleanup_interval(None).clock(clock.clone()).build();
+    let short = limit("1/s", Algorithm::FixedWindow);
+    let long = limit("1/h", Algorithm::FixedWindow);
+    let short_keys: Vec<String> = (0..32).map(|i| format!("short{i}")).collect();
+    let long_keys: Vec<String> = (0..32).map(|i| format!("long{i}")).collect();
+    for k in &long_keys {
+        check(&store, k, &long, 1);
+    }
+    for k in &short_keys {
+        check(&store, k, &short, 1);
+    }
+    assert_eq!(store.len(), 64);
+    clock.advance(Duration::from_secs(2));
+    // Keep one long-lived key recently used.
+    assert!(!check(&store, &long_keys[0], &long, 1).allowed);
+    // New keys displace the expired short keys, not the live long ones.
+    for i in 0..32 {
+        check(&store, &format!("new{i}"), &long, 1);
+    }
+    for k in &long_keys {
+        assert!(!check(&store, k, &long, 1).allowed, "{k} lost its state");
+    }
+    // With nothing expired, the least recently used go: the new keys were
+    // touched before the long keys were checked again just now.
+    clock.advance(Duration::from_secs(5));
+    for k in &long_keys {
+        check(&store, k, &long, 1);
+    }
+    for i in 0..8 {
+        check(&store, &format!("newer{i}"), &long, 1);
+    }
+    for k in &long_keys {
+        assert!(!check(&store, k, &long, 1).allowed, "{k} was recently used but evicted");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn background_sweep_removes_expired_keys_and_stops_with_the_store() {
+    let clock = FakeClock::at_secs(10_000);
+    let store = MemoryStore::builder().cleanup_interval(Some(Duration::from_secs(60))).clock(clock.clone()).build();
+    let l = limit("1/s", Algorithm::TokenBucket);
+    for i in 0..100 {
+        check(&store, &format!("k{i}"), &l, 1);
+    }
+    assert_eq!(store.len(), 100);
+    clock.advance(Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    assert_eq!(store.len(), 0, "the sweep ran");
+    let sweeper = store.inner.sweeper.clone().expect("a sweeper inside a runtime");
+    assert!(!sweeper.is_finished());
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(sweeper.is_finished(), "the sweeper ends with the store");
+}
+
+#[test]
+fn one_key_two_algorithms_never_mix_state() {
+    let store = MemoryStore::builder().clock(FakeClock::at_secs(10_000)).cleanup_interval(None).build();
+    let fw = limit("1/h", Algorithm::FixedWindow);
+    let tb = limit("1/h", Algorithm::TokenBucket);
+    assert!(check(&store, "same", &fw, 1).allowed);
+    assert!(check(&store, "same", &tb, 1).allowed, "a different algorithm starts fresh");
+    assert!(!check(&store, "same", &tb, 1).allowed);
+}
+
+#[test]
+fn threads_hammering_one_key_admit_exactly_the_limit() {
+    for algorithm in Algorithm::ALL {
+        let store = MemoryStore::builder().clock(FakeClock::at_secs(10_000)).cleanup_interval(None).build();
+        let l = Arc::new(limit("100/h", algorithm));
+        let admitted = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, l, admitted) = (store.clone(), l.clone(), admitted.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        if check(&store, "hot", &l, 1).allowed {
+                            admitted.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(admitted.load(Ordering::SeqCst), 100, "{algorithm}");
+    }
+}
+
+#[test]
+fn decisions_use_the_injected_clock() {
+    let clock = FakeClock::at_secs(60 * 1_000);
+    let store = MemoryStore::builder().clock(clock.clone()).cleanup_interval(None).build();
+    let l = limit("1/m", Algorithm::FixedWindow);
+    assert!(check(&store, "c", &l, 1).allowed);
+    assert!(!check(&store, "c", &l, 1).allowed);
+    clock.advance(Duration::from_secs(60));
+    assert!(check(&store, "c", &l, 1).allowed);
+}
