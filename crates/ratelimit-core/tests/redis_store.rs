@@ -336,3 +336,47 @@ async fn sentinel_failover_is_followed_without_an_app_restart() {
         assert!(allowed(&store, "t:failover:{c}", &limit, 1).await.unwrap(), "call {i} after failover");
     }
 }
+
+fn conformance_options(tag: &str) -> ratelimit_core::conformance::ConformanceOptions {
+    ratelimit_core::conformance::ConformanceOptions {
+        // The scripts compute in microseconds.
+        resolution_nanos: 1_000,
+        key_prefix: format!("conf-{tag}:"),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn standalone_passes_the_conformance_suite() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let store = connect(&server.url()).await;
+    ratelimit_core::conformance::run_all(&store, &conformance_options("standalone")).await;
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn cluster_passes_the_conformance_suite() {
+    if !redis_available() {
+        return;
+    }
+    let cluster = support::redis_servers::Cluster::start(false);
+    let store = RedisStore::connect(RedisSettings::cluster(cluster.startup_nodes())).await.unwrap();
+    ratelimit_core::conformance::run_all(&store, &conformance_options("cluster")).await;
+}
+
+#[cfg(feature = "redis-sentinel")]
+#[tokio::test]
+async fn sentinel_passes_the_conformance_suite() {
+    use support::redis_servers::{SERVICE, SentinelSet};
+    if !redis_available() {
+        return;
+    }
+    let set = SentinelSet::start();
+    let store = RedisStore::connect(RedisSettings::sentinel([("127.0.0.1".to_owned(), set.sentinel_port)], SERVICE))
+        .await
+        .unwrap();
+    ratelimit_core::conformance::run_all(&store, &conformance_options("sentinel")).await;
+}
