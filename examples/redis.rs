@@ -27,7 +27,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // If Redis goes away, let requests through (flagged) rather than fail them.
         .failure_policy(FailurePolicy::FailOpen)
         .build()?;
-    let app = Router::new().route("/", get(|| async { "hello from behind Redis\n" })).layer(RateLimitLayer::new(config));
+    let app =
+        Router::new().route("/", get(|| async { "hello from behind Redis\n" })).layer(RateLimitLayer::new(config));
 
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&bind).await?;
