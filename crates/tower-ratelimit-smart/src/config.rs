@@ -324,8 +324,11 @@ impl RateLimitConfigBuilder {
     }
 
     /// The policy name: part of every key and of the IETF headers. Two
-    /// layers with different names never share counters; two layers with
-    /// the same rates and no name do. Defaults to the rates, e.g. `10/s`.
+    /// layers given the same store share counters when their names, rates
+    /// and algorithm match, and never otherwise; layers without a name are
+    /// named after their rates (e.g. `10/s`), so give distinct names to
+    /// layers that must count apart. A layer built without `.store(...)`
+    /// has a memory store of its own.
     pub fn policy(mut self, name: impl Into<String>) -> Self {
         self.policy = Some(name.into());
         self
@@ -446,6 +449,7 @@ impl RateLimitConfigBuilder {
             return Err(ConfigError::HeaderName(name.to_owned()));
         }
         let rates_name = rates.iter().map(Rate::to_string).collect::<Vec<_>>().join("+");
+        let named = self.policy.is_some();
         let policy = match self.policy {
             Some(name) if valid_policy(&name) => name,
             Some(name) => return Err(ConfigError::PolicyName(name)),
@@ -471,7 +475,10 @@ impl RateLimitConfigBuilder {
                     limit = limit.with_burst(burst)?;
                 }
                 let id = if single { policy.clone() } else { format!("{policy}/{rate}") };
-                let key_head = key::head(&self.key_prefix, &id, limit.algorithm());
+                // The store key always names the rate, so two layers that
+                // share a policy name but not their rates never share state.
+                let key_policy = if single && named { format!("{policy}/{rate}") } else { id.clone() };
+                let key_head = key::head(&self.key_prefix, &key_policy, limit.algorithm());
                 let limit_value = HeaderValue::from(limit.capacity());
                 Ok(PolicyLimit { limit, id, key_head, limit_value })
             })
@@ -558,5 +565,9 @@ mod tests {
         let two = RateLimitConfig::builder().rate("10/s").rate("1000/h").policy("api").build().unwrap();
         let ids: Vec<_> = two.shared.limits.iter().map(|l| l.id.as_str()).collect();
         assert_eq!(ids, ["api/10/s", "api/1000/h"]);
+        assert_eq!(one.shared.limits[0].key_head, "rl:5/m:fixed_window:{");
+        let named = RateLimitConfig::builder().policy("login").rate("5/m").build().unwrap();
+        assert_eq!(named.shared.limits[0].id, "login");
+        assert_eq!(named.shared.limits[0].key_head, "rl:login/5/m:fixed_window:{", "the key names the rate");
     }
 }

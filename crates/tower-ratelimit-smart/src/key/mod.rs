@@ -97,9 +97,11 @@ impl Key {
         Self(Kind::Path)
     }
 
-    /// The matched route template (`/items/{id}`) when the layer runs
-    /// inside axum's router (`route_layer` or a `MethodRouter` layer),
-    /// otherwise the request path.
+    /// The matched route template (`/items/{id}`) when axum's router has
+    /// matched the request before the layer runs (layers added with
+    /// `Router::layer`, `route_layer` or on a `MethodRouter`), otherwise the
+    /// request path (a layer wrapping the whole router from outside, or
+    /// fallback requests).
     pub fn route() -> Self {
         Self(Kind::Route)
     }
@@ -153,13 +155,15 @@ impl Key {
             },
             Kind::Header(name) => match cx.parts.headers.get(name) {
                 Some(value) if !value.is_empty() => {
-                    out.push_str("h:");
                     match value.to_str() {
-                        Ok(text) => out.push_str(text),
-                        // Opaque bytes are spelled out in hex, so two distinct
-                        // values never meet; the store key hashes the result.
+                        Ok(text) => {
+                            out.push_str("h:");
+                            out.push_str(text);
+                        }
+                        // Opaque bytes are spelled out in hex under a tag of
+                        // their own, so they never meet a text value.
                         Err(_) => {
-                            out.push('~');
+                            out.push_str("hx:");
                             for byte in value.as_bytes() {
                                 let _ = write!(out, "{byte:02x}");
                             }
@@ -203,14 +207,19 @@ impl Key {
                 }
                 None => false,
             },
-            Kind::All(parts) => parts.iter().enumerate().all(|(i, part)| {
-                if i > 0 {
-                    // '|' is outside the plain identity alphabet, so a
-                    // composite identity is always hashed as a whole and
-                    // its parts cannot be shifted across the separator.
-                    out.push('|');
+            // Each part is preceded by its length, so no part can contain
+            // something that reads as the boundary to the next one; the
+            // '|' keeps the result out of the plain alphabet, so the store
+            // key hashes the whole composite.
+            Kind::All(parts) => parts.iter().all(|part| {
+                out.push('|');
+                let start = out.len();
+                if !part.write_identity(cx, out) {
+                    return false;
                 }
-                part.write_identity(cx, out)
+                let len = out.len() - start;
+                out.insert_str(start, &format!("{len}="));
+                true
             }),
         }
     }
@@ -296,10 +305,16 @@ mod tests {
         let bin_a = identity(&Key::header("x-api-key"), with("x-api-key", b"\xff\xfe"), None, 64).unwrap();
         let bin_b = identity(&Key::header("x-api-key"), with("x-api-key", b"\xff\xfd"), None, 64).unwrap();
         assert_ne!(bin_a, bin_b);
+        let text = identity(&Key::header("x-api-key"), with("x-api-key", b"~fffe"), None, 64).unwrap();
+        assert_ne!(bin_a, text, "binary and text values never meet");
         assert_eq!(identity(&Key::path(), get(), None, 64).unwrap(), "p:/items/42");
         assert_eq!(identity(&Key::global(), get(), None, 64).unwrap(), "global");
         let both = Key::ip() + Key::path();
-        assert_eq!(identity(&both, get(), Some("192.0.2.1"), 64).unwrap(), "ip:192.0.2.1|p:/items/42");
+        assert_eq!(identity(&both, get(), Some("192.0.2.1"), 64).unwrap(), "|12=ip:192.0.2.1|11=p:/items/42");
+        // A separator inside a part cannot shift the boundary between parts.
+        let two = Key::header("a") + Key::header("b");
+        let headers = |a: &str, b: &str| http::Request::builder().header("a", a).header("b", b).body(()).unwrap();
+        assert_ne!(identity(&two, headers("x|h:y", "z"), None, 64), identity(&two, headers("x", "y|h:z"), None, 64));
         assert_eq!(identity(&both, get(), None, 64), None, "a composite needs every part");
         let mut with_user = get();
         with_user.extensions_mut().insert(UserId::new("ann"));
