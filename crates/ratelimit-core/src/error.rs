@@ -70,7 +70,7 @@ pub enum StoreError {
     /// The store's configuration cannot work; the message names the setting.
     #[error("{0}")]
     Config(String),
-    /// The request itself is malformed (for example no limits, or a cost of zero).
+    /// The request itself is malformed (for example it names no limit).
     #[error("invalid check: {0}")]
     InvalidRequest(&'static str),
 }

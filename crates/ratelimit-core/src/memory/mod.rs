@@ -4,8 +4,9 @@
 //! cannot aim for collisions) and spread over up to 64 shards, each behind its own
 //! mutex held only for the arithmetic of one decision. A key's state is one
 //! small value; checking a key the store already holds allocates nothing.
-//! Two distinct keys share state only if their 64-bit keyed hashes collide,
-//! about once in 10^13 pairs at a million keys.
+//! Two distinct keys share state only if their 64-bit keyed hashes collide:
+//! with a million keys held, a new key meets one of them with odds of about
+//! 5 in 10^14.
 
 mod shard;
 mod state;
@@ -203,18 +204,24 @@ impl<C: Clock> MemoryStore<C> {
             order.iter().map(|&i| (i, lock(&self.inner.shards[i]))).collect();
         let mut decisions = Decisions::new();
         let mut updates: SmallVec<[Option<State>; 2]> = SmallVec::new();
+        let touched = self.inner.touched(now);
         for (check, &hash) in request.limits.iter().zip(&hashes) {
             let shard = shard_for(&mut guards, self.inner.shard_of(hash));
             let entry = shard.map.get_mut(&hash).filter(|e| e.state.algorithm() == check.limit.algorithm());
-            let (decision, update) = evaluate(entry.map(|e| &mut e.state), now, check.limit, request.cost);
+            let state = entry.map(|e| {
+                // Denied clients count as active too (see `decide_one`).
+                e.touched = touched;
+                &mut e.state
+            });
+            let (decision, update) = evaluate(state, now, check.limit, request.cost);
             decisions.push(decision);
             updates.push(update);
         }
         if charge && request.cost > 0 && decisions.allowed() {
-            let touched = self.inner.touched(now);
             for ((check, &hash), update) in request.limits.iter().zip(&hashes).zip(updates) {
-                let capacity = self.inner.shard_capacity;
-                let shard = shard_for(&mut guards, self.inner.shard_of(hash));
+                let index = self.inner.shard_of(hash);
+                let capacity = self.inner.capacity_of(index);
+                let shard = shard_for(&mut guards, index);
                 commit(shard, hash, check, update, now, request.cost, touched, capacity);
             }
         }
@@ -228,7 +235,8 @@ impl<C: Clock> MemoryStore<C> {
         let inner = &self.inner;
         let hash = inner.hasher.hash_one(check.key);
         let limit = check.limit;
-        let mut shard = lock(&inner.shards[inner.shard_of(hash)]);
+        let index = inner.shard_of(hash);
+        let mut shard = lock(&inner.shards[index]);
         let mut decisions = Decisions::new();
         let charge = charge && cost > 0;
         match shard.map.get_mut(&hash).filter(|e| e.state.algorithm() == limit.algorithm()) {
@@ -253,7 +261,8 @@ impl<C: Clock> MemoryStore<C> {
             None => {
                 let (decision, update) = evaluate(None, now, limit, cost);
                 if charge && decision.allowed {
-                    commit(&mut shard, hash, check, update, now, cost, inner.touched(now), inner.shard_capacity);
+                    let capacity = inner.capacity_of(index);
+                    commit(&mut shard, hash, check, update, now, cost, inner.touched(now), capacity);
                 }
                 decisions.push(decision);
             }
@@ -348,6 +357,11 @@ impl<C: Clock> Inner<C> {
         // High bits choose the shard; the map inside uses the low bits and
         // the top seven, so the two never correlate.
         (hash >> 40) as usize & (self.shards.len() - 1)
+    }
+
+    fn capacity_of(&self, shard: usize) -> usize {
+        let _ = shard;
+        self.shard_capacity
     }
 
     fn touched(&self, now: UnixNanos) -> u32 {
