@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::clock::UnixNanos;
 use crate::store::{CheckRequest, LimitCheck, Store};
-use crate::{Algorithm, Decision, Limit, Rate, key};
+use crate::{Algorithm, Decision, Decisions, Limit, Rate, key};
 
 /// How to run the suite against one store.
 #[derive(Clone, Debug)]
@@ -58,6 +58,10 @@ pub async fn run_all<S: Store>(store: &S, options: &ConformanceOptions) {
     peek_never_charges(store, options).await;
     limits_are_all_or_nothing(store, options).await;
     reset_restores_capacity(store, options).await;
+    multi_limit_schedules(store, options).await;
+    peek_matches_check(store, options).await;
+    denied_requests_are_not_charged(store, options).await;
+    zero_cost_is_free(store, options).await;
 }
 
 /// The limits every scenario runs, for every algorithm.
@@ -196,6 +200,13 @@ fn fail(context: &str, detail: String) -> ! {
 }
 
 fn check_decision(model: &Model, t: UnixNanos, cost: u64, got: &Decision, context: &str) {
+    check_limit(model, t, cost, got, context, model.admits(t, cost));
+}
+
+/// Checks one limit's decision; `charged` says whether the request as a
+/// whole was admitted (with several limits, another one may have denied it,
+/// and then this limit reports itself uncharged).
+fn check_limit(model: &Model, t: UnixNanos, cost: u64, got: &Decision, context: &str, charged: bool) {
     let expected = model.admits(t, cost);
     if got.allowed != expected {
         fail(context, format!("allowed {} but the model says {expected}", got.allowed));
@@ -204,7 +215,7 @@ fn check_decision(model: &Model, t: UnixNanos, cost: u64, got: &Decision, contex
         fail(context, format!("limit {} but the capacity is {}", got.limit, model.capacity()));
     }
     let mut after = model.clone();
-    if expected {
+    if expected && charged {
         after.charge(t, cost);
     }
     if got.remaining != after.remaining(t) {
@@ -379,6 +390,258 @@ pub async fn reset_restores_capacity<S: Store>(store: &S, options: &ConformanceO
         let fresh = store.check(CheckRequest::new(&checks, 3).at(t)).await.expect("check");
         if !fresh.allowed() {
             fail(&context, "the key is not back to full capacity after reset".into());
+        }
+        let _ = store.reset(checks[0]).await;
+    }
+}
+
+/// Steps time forward by a random amount at the store's resolution: often
+/// not at all, often by less than one unit's refill, sometimes onto a
+/// window boundary (or one step before it), sometimes past a period.
+fn step_time(rng: &mut Rng, t: UnixNanos, period: u64, res: u64) -> UnixNanos {
+    let dt = match rng.below(10) {
+        0..=2 => 0,
+        3 => res,
+        4..=6 => rng.below(period / 8 / res + 1) * res,
+        7 => {
+            let boundary = (t / period + 1) * period;
+            boundary - (boundary - t).min(rng.below(2) * res) - t
+        }
+        _ => rng.below(period * 3 / 2 / res + 1) * res,
+    };
+    t + dt
+}
+
+/// A cost from 0 to one above the capacity, mostly 1.
+fn pick_cost(rng: &mut Rng, capacity: u64) -> u64 {
+    match rng.below(12) {
+        0 => 0,
+        1 => capacity + 1,
+        2 => capacity,
+        3 | 4 => 1 + rng.below(capacity),
+        _ => 1,
+    }
+}
+
+fn context_for(scenario: &str, limit: &Limit, step: usize, t: UnixNanos, start: UnixNanos, cost: u64) -> String {
+    format!(
+        "{scenario}: {} {} (capacity {}), step {step}, t = start + {} ns, cost {cost}",
+        limit.algorithm(),
+        limit.rate(),
+        limit.capacity(),
+        t.saturating_sub(start)
+    )
+}
+
+async fn decide<S: Store>(
+    store: &S,
+    checks: &[LimitCheck<'_>],
+    cost: u64,
+    t: UnixNanos,
+    charge: bool,
+    context: &str,
+) -> Decisions {
+    let request = CheckRequest::new(checks, cost).at(t);
+    let result = if charge { store.check(request).await } else { store.peek(request).await };
+    let decisions = result.unwrap_or_else(|e| fail(context, format!("store error: {e}")));
+    if decisions.len() != checks.len() {
+        fail(context, format!("{} decisions for {} limits", decisions.len(), checks.len()));
+    }
+    decisions
+}
+
+/// Two limits on two keys in one request, along random schedules mixed
+/// with requests on either key alone: every decision matches its own
+/// limit's model, the request passes only when both admit it, and a
+/// request that one limit denies is charged on neither.
+pub async fn multi_limit_schedules<S: Store>(store: &S, options: &ConformanceOptions) {
+    let res = options.resolution_nanos.max(1);
+    let all = limits();
+    let mut one_sided_denials = 0usize;
+    for (n, first) in all.iter().enumerate() {
+        let second = &all[(n * 7 + 3) % all.len()];
+        let pair = [*first, *second];
+        // One identity for both keys: a Redis Cluster hash tag puts them in one slot.
+        let keys = [
+            key::compose(&options.key_prefix, &format!("multi{n}-a"), first.algorithm(), "c"),
+            key::compose(&options.key_prefix, &format!("multi{n}-b"), second.algorithm(), "c"),
+        ];
+        for i in 0..2 {
+            let _ = store.reset(LimitCheck { key: &keys[i], limit: &pair[i] }).await;
+        }
+        let mut models = [Model::new(pair[0], res), Model::new(pair[1], res)];
+        let mut rng = Rng(0x51_7cc1_b727_220a ^ (n as u64 + 1).wrapping_mul(0x2545_f491));
+        let mut t = options.start / res * res;
+        for step in 0..options.steps {
+            let period = pair[rng.below(2) as usize].period_nanos();
+            t = step_time(&mut rng, t, period, res);
+            let capacity = pair[rng.below(2) as usize].capacity();
+            let cost = pick_cost(&mut rng, capacity);
+            let order: &[usize] = match rng.below(8) {
+                0 => &[0],
+                1 => &[1],
+                2..=4 => &[0, 1],
+                _ => &[1, 0],
+            };
+            let checks: Vec<LimitCheck<'_>> =
+                order.iter().map(|&i| LimitCheck { key: &keys[i], limit: &pair[i] }).collect();
+            let context = format!(
+                "multi-limit pair {n} [{} {} | {} {}], limits {order:?}, step {step}, t = start + {} ns, cost {cost}",
+                pair[0].algorithm(),
+                pair[0].rate(),
+                pair[1].algorithm(),
+                pair[1].rate(),
+                t - options.start
+            );
+            let decisions = decide(store, &checks, cost, t, true, &context).await;
+            let admitted = order.iter().all(|&i| models[i].admits(t, cost));
+            for (position, &i) in order.iter().enumerate() {
+                let limit_context = format!("{context}, limit {i}");
+                check_limit(&models[i], t, cost, &decisions[position], &limit_context, admitted);
+            }
+            if decisions.allowed() != admitted {
+                fail(&context, format!("allowed() is {} but every limit's model says {admitted}", decisions.allowed()));
+            }
+            if admitted {
+                for &i in order {
+                    models[i].charge(t, cost);
+                }
+            } else if order.len() == 2 && order.iter().any(|&i| models[i].admits(t, cost)) {
+                one_sided_denials += 1;
+                // The limit that would have admitted it was not charged.
+                for &i in order {
+                    let alone = [LimitCheck { key: &keys[i], limit: &pair[i] }];
+                    let peeked = decide(store, &alone, 0, t, false, &context).await;
+                    check_decision(&models[i], t, 0, &peeked[0], &format!("{context}, limit {i} after the denial"));
+                }
+            }
+        }
+        for i in 0..2 {
+            let _ = store.reset(LimitCheck { key: &keys[i], limit: &pair[i] }).await;
+        }
+    }
+    if one_sided_denials == 0 {
+        fail("multi-limit schedules", "no request was admitted by one limit and denied by the other".into());
+    }
+}
+
+/// Along random schedules, peeks (of the same cost and of others, one to
+/// three of them) before every check: each peek matches the model, the
+/// same-cost peek equals the check's decision, and none of them charges.
+pub async fn peek_matches_check<S: Store>(store: &S, options: &ConformanceOptions) {
+    let res = options.resolution_nanos.max(1);
+    for (n, limit) in limits().into_iter().enumerate() {
+        let key = key::compose(&options.key_prefix, &format!("peeks{n}"), limit.algorithm(), "p");
+        let checks = [LimitCheck { key: &key, limit: &limit }];
+        let _ = store.reset(checks[0]).await;
+        let mut model = Model::new(limit, res);
+        let mut rng = Rng(0x2f1b_4c3d_9a8e_7f61 ^ (n as u64 + 1).wrapping_mul(0x9e37_79b9));
+        let mut t = options.start / res * res;
+        for step in 0..options.steps / 2 {
+            t = step_time(&mut rng, t, limit.period_nanos(), res);
+            let cost = pick_cost(&mut rng, limit.capacity());
+            let context = context_for("peek before check", &limit, step, t, options.start, cost);
+            for _ in 0..=rng.below(3) {
+                let other = pick_cost(&mut rng, limit.capacity());
+                let peeked = decide(store, &checks, other, t, false, &context).await;
+                check_decision(&model, t, other, &peeked[0], &format!("{context}, peek of cost {other}"));
+            }
+            let predicted = decide(store, &checks, cost, t, false, &context).await;
+            let checked = decide(store, &checks, cost, t, true, &context).await;
+            check_decision(&model, t, cost, &checked[0], &context);
+            if predicted != checked {
+                fail(&context, format!("peek said {:?}, check said {:?}", predicted[0], checked[0]));
+            }
+            if checked[0].allowed {
+                model.charge(t, cost);
+            }
+        }
+        let _ = store.reset(checks[0]).await;
+    }
+}
+
+/// A denied request is not charged: after spending the capacity, denied
+/// requests of every size until just before `retry_after` leave the key
+/// as it was, and at `retry_after` the request passes.
+pub async fn denied_requests_are_not_charged<S: Store>(store: &S, options: &ConformanceOptions) {
+    let res = options.resolution_nanos.max(1);
+    for (n, limit) in limits().into_iter().enumerate() {
+        let key = key::compose(&options.key_prefix, &format!("denied{n}"), limit.algorithm(), "d");
+        let checks = [LimitCheck { key: &key, limit: &limit }];
+        let _ = store.reset(checks[0]).await;
+        let mut model = Model::new(limit, res);
+        let mut rng = Rng(0x7a3d_1e5f_c2b4_9d08 ^ (n as u64 + 1).wrapping_mul(0x85eb_ca6b));
+        let t = options.start / res * res;
+        let mut step = 0;
+        let denial = loop {
+            let context = context_for("denied requests", &limit, step, t, options.start, 1);
+            let d = decide(store, &checks, 1, t, true, &context).await;
+            check_decision(&model, t, 1, &d[0], &context);
+            if !d[0].allowed {
+                break d[0];
+            }
+            model.charge(t, 1);
+            step += 1;
+            if step as u64 > limit.capacity() {
+                fail(&context, "more units admitted at one instant than the capacity".into());
+            }
+        };
+        let retry_at = t + denial.retry_after.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let mut at = t;
+        for _ in 0..20 {
+            step += 1;
+            at = (at + rng.below((retry_at - t) / 10 / res + 1) * res).min(retry_at.saturating_sub(res).max(t));
+            let cost = 1 + rng.below(limit.capacity());
+            let context = context_for("denied requests", &limit, step, at, options.start, cost);
+            let d = decide(store, &checks, cost, at, true, &context).await;
+            check_decision(&model, at, cost, &d[0], &context);
+            if d[0].allowed {
+                fail(&context, "admitted before the first denial's retry_after".into());
+            }
+            let peeked = decide(store, &checks, 0, at, false, &context).await;
+            check_decision(&model, at, 0, &peeked[0], &format!("{context}, peek after the denial"));
+        }
+        step += 1;
+        let context = context_for("denied requests", &limit, step, retry_at, options.start, 1);
+        let d = decide(store, &checks, 1, retry_at, true, &context).await;
+        check_decision(&model, retry_at, 1, &d[0], &context);
+        if !d[0].allowed {
+            fail(&context, "denied requests were charged: the request does not pass at retry_after".into());
+        }
+        let _ = store.reset(checks[0]).await;
+    }
+}
+
+/// A request of cost 0 always passes and charges nothing, on a fresh key,
+/// a partly used one and an exhausted one.
+pub async fn zero_cost_is_free<S: Store>(store: &S, options: &ConformanceOptions) {
+    let res = options.resolution_nanos.max(1);
+    for (n, limit) in limits().into_iter().enumerate() {
+        let key = key::compose(&options.key_prefix, &format!("free{n}"), limit.algorithm(), "z");
+        let checks = [LimitCheck { key: &key, limit: &limit }];
+        let _ = store.reset(checks[0]).await;
+        let mut model = Model::new(limit, res);
+        let t = options.start / res * res;
+        for (level, spend) in [0, 1, limit.capacity()].into_iter().enumerate() {
+            for unit in 0..spend {
+                let context = context_for("zero cost", &limit, unit as usize, t, options.start, 1);
+                let d = decide(store, &checks, 1, t, true, &context).await;
+                check_decision(&model, t, 1, &d[0], &context);
+                if d[0].allowed {
+                    model.charge(t, 1);
+                }
+            }
+            for step in 0..3 {
+                let context = context_for(&format!("zero cost, level {level}"), &limit, step, t, options.start, 0);
+                let d = decide(store, &checks, 0, t, true, &context).await;
+                check_decision(&model, t, 0, &d[0], &context);
+                if !d[0].allowed || d[0].retry_after.is_some() {
+                    fail(&context, format!("a free request must pass: {:?}", d[0]));
+                }
+            }
+            let context = context_for(&format!("zero cost, level {level}"), &limit, 3, t, options.start, 1);
+            let d = decide(store, &checks, 1, t, false, &context).await;
+            check_decision(&model, t, 1, &d[0], &format!("{context}, peek after the free requests"));
         }
         let _ = store.reset(checks[0]).await;
     }

@@ -48,8 +48,9 @@ impl Decision {
 /// A check with several limits is all-or-nothing: the request passes only
 /// when every limit admits it ([`Decisions::allowed`]), and then it is
 /// charged on all of them; otherwise on none. Each decision reports its own
-/// limit's view: a limit that would have admitted the request says so, with
-/// the units it would have left.
+/// limit: when another limit denies the request, a limit that would have
+/// admitted it says so (`allowed`) and reports its units and reset as they
+/// stand, since nothing was charged.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Decisions {
     items: smallvec::SmallVec<[Decision; 2]>,
@@ -64,6 +65,10 @@ impl Decisions {
     /// Appends the decision for the next limit.
     pub fn push(&mut self, decision: Decision) {
         self.items.push(decision);
+    }
+
+    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut Decision> {
+        self.items.get_mut(index)
     }
 
     /// Whether every limit admitted the request.

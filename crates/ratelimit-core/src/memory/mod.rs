@@ -217,6 +217,16 @@ impl<C: Clock> MemoryStore<C> {
             decisions.push(decision);
             updates.push(update);
         }
+        if !decisions.allowed() {
+            // Nothing is charged: limits that would have admitted the request
+            // report themselves as they stand.
+            for (i, (check, &hash)) in request.limits.iter().zip(&hashes).enumerate() {
+                let Some(decision) = decisions.get_mut(i).filter(|d| d.allowed) else { continue };
+                let shard = shard_for(&mut guards, self.inner.shard_of(hash));
+                let entry = shard.map.get_mut(&hash).filter(|e| e.state.algorithm() == check.limit.algorithm());
+                *decision = evaluate(entry.map(|e| &mut e.state), now, check.limit, 0).0;
+            }
+        }
         if charge && request.cost > 0 && decisions.allowed() {
             for ((check, &hash), update) in request.limits.iter().zip(&hashes).zip(updates) {
                 let index = self.inner.shard_of(hash);

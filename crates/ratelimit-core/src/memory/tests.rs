@@ -141,3 +141,54 @@ fn decisions_use_the_injected_clock() {
     clock.advance(Duration::from_secs(60));
     assert!(check(&store, "c", &l, 1).allowed);
 }
+
+#[test]
+fn the_key_bound_is_the_shard_count_times_the_shard_capacity() {
+    // Each shard holds at most ceil(max_keys / shards) keys, so the store
+    // may exceed max_keys by less than the number of shards when the
+    // shards do not divide it.
+    for max_keys in [1_000, 1_001, 5_000] {
+        let clock = FakeClock::at_secs(10_000);
+        let store = MemoryStore::builder().max_keys(max_keys).cleanup_interval(None).clock(clock.clone()).build();
+        let shards = store.inner.shards.len();
+        let bound = shards * store.inner.shard_capacity;
+        assert_eq!(bound, shards * max_keys.div_ceil(shards));
+        assert!(bound < max_keys + shards, "{max_keys}: bound {bound} with {shards} shards");
+        let l = limit("5/h", Algorithm::FixedWindow);
+        let mut most = 0;
+        for i in 0..10 * max_keys {
+            check(&store, &format!("c{i}"), &l, 1);
+            most = most.max(store.len());
+            if i % 97 == 0 {
+                clock.advance(Duration::from_secs(1));
+            }
+        }
+        assert!(most <= bound, "{max_keys}: {most} keys held, bound {bound}");
+        assert!(most > max_keys * 7 / 8, "{max_keys}: the store never filled up ({most} keys)");
+    }
+}
+
+#[test]
+fn threads_checking_two_limits_admit_exactly_the_tighter_one_and_charge_both() {
+    for algorithm in Algorithm::ALL {
+        let store = MemoryStore::builder().clock(FakeClock::at_secs(10_000)).cleanup_interval(None).build();
+        let tight = limit("100/h", algorithm);
+        let loose = limit("1000/h", algorithm);
+        let both = [LimitCheck { key: "hot", limit: &tight }, LimitCheck { key: "shared", limit: &loose }];
+        let admitted = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..100 {
+                        if store.decide(CheckRequest::new(&both, 1), true).unwrap().allowed() {
+                            admitted.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(admitted.load(Ordering::SeqCst), 100, "{algorithm}");
+        let shared = store.decide(CheckRequest::new(&both[1..], 0), false).unwrap();
+        assert_eq!(shared[0].remaining, 900, "{algorithm}: the loose limit was charged for admitted requests only");
+    }
+}

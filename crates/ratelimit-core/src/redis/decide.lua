@@ -43,6 +43,7 @@ end
 
 local out = {}
 local writes = {}
+local results = {}
 local admitted = true
 
 for i = 1, #KEYS do
@@ -52,7 +53,9 @@ for i = 1, #KEYS do
   local period = tonumber(ARGV[base + 3])
   local capacity = tonumber(ARGV[base + 4])
   local key = KEYS[i]
-  local allowed, remaining, reset, retry, write
+  -- `before` holds remaining and reset as they are, for reporting a limit
+  -- that would admit the request when another limit denies it.
+  local allowed, remaining, reset, retry, write, before
 
   if alg == 'fw' then
     -- State: "window_end:count".
@@ -65,6 +68,7 @@ for i = 1, #KEYS do
     end
     remaining = math.max(capacity - count, 0)
     reset = finish - now
+    before = {remaining, reset}
     if cost > capacity then
       allowed, retry = false, -1
     elseif cost <= remaining then
@@ -85,6 +89,7 @@ for i = 1, #KEYS do
     local used = tat - now
     remaining = math.max(math.floor((tolerance - used) / interval), 0)
     reset = used
+    before = {remaining, reset}
     if cost > capacity then
       allowed, retry = false, -1
     else
@@ -128,6 +133,7 @@ for i = 1, #KEYS do
       return 0
     end
     reset = reset_for(current)
+    before = {remaining, reset}
     if cost > capacity then
       allowed, retry = false, -1
     elseif used + cost * period <= budget then
@@ -161,6 +167,7 @@ for i = 1, #KEYS do
     remaining = math.max(capacity - total, 0)
     reset = 0
     if last then reset = math.max(last + period - now, 0) end
+    before = {remaining, reset}
     if cost > capacity then
       allowed, retry = false, -1
     elseif cost <= remaining then
@@ -198,10 +205,20 @@ for i = 1, #KEYS do
 
   if not allowed then admitted = false end
   writes[i] = write
-  out[#out + 1] = allowed and 1 or 0
+  results[i] = {allowed, remaining, reset, retry, before}
+end
+
+for i = 1, #KEYS do
+  local r = results[i]
+  local remaining, reset = r[2], r[3]
+  if r[1] and not admitted then
+    -- Nothing is charged: report this limit as it stands.
+    remaining, reset = r[5][1], r[5][2]
+  end
+  out[#out + 1] = r[1] and 1 or 0
   out[#out + 1] = remaining
   out[#out + 1] = reset
-  out[#out + 1] = retry
+  out[#out + 1] = r[4]
 end
 
 if admitted and charge then
