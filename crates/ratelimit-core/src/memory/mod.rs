@@ -61,12 +61,14 @@ struct Inner<C> {
     clock: C,
     created: UnixNanos,
     max_keys: usize,
-    sweeper: Option<tokio::task::AbortHandle>,
+    /// Set once, right after the store is built, so the task can never run
+    /// before the store it sweeps exists.
+    sweeper: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
 
 impl<C> Drop for Inner<C> {
     fn drop(&mut self) {
-        if let Some(sweeper) = &self.sweeper {
+        if let Some(sweeper) = self.sweeper.get() {
             sweeper.abort();
         }
     }
@@ -111,25 +113,23 @@ impl<C: Clock> MemoryStoreBuilder<C> {
     /// dropped.
     pub fn build(self) -> MemoryStore<C> {
         let shards = (self.max_keys / 128).clamp(1, MAX_SHARDS).next_power_of_two().min(MAX_SHARDS);
-        let shard_capacity = self.max_keys.div_ceil(shards);
+        // Shards split max_keys exactly: the first `max_keys % shards` hold one more.
+        let shard_capacity = self.max_keys / shards;
         let created = self.clock.now();
         let interval = self.cleanup_interval;
         let handle = tokio::runtime::Handle::try_current().ok();
-        let inner = Arc::new_cyclic(|weak: &Weak<Inner<C>>| {
-            let sweeper = match (interval, handle) {
-                (Some(every), Some(handle)) => Some(spawn_sweeper(&handle, weak.clone(), every)),
-                _ => None,
-            };
-            Inner {
-                shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
-                hasher: Default::default(),
-                shard_capacity,
-                clock: self.clock,
-                created,
-                max_keys: self.max_keys,
-                sweeper,
-            }
+        let inner = Arc::new(Inner {
+            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: Default::default(),
+            shard_capacity,
+            clock: self.clock,
+            created,
+            max_keys: self.max_keys,
+            sweeper: std::sync::OnceLock::new(),
         });
+        if let (Some(every), Some(handle)) = (interval, handle) {
+            let _ = inner.sweeper.set(spawn_sweeper(&handle, Arc::downgrade(&inner), every));
+        }
         MemoryStore { inner }
     }
 }
@@ -370,8 +370,7 @@ impl<C: Clock> Inner<C> {
     }
 
     fn capacity_of(&self, shard: usize) -> usize {
-        let _ = shard;
-        self.shard_capacity
+        self.shard_capacity + usize::from(shard < self.max_keys % self.shards.len())
     }
 
     fn touched(&self, now: UnixNanos) -> u32 {

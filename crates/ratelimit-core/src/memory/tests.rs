@@ -89,7 +89,7 @@ async fn background_sweep_removes_expired_keys_and_stops_with_the_store() {
     clock.advance(Duration::from_secs(5));
     tokio::time::sleep(Duration::from_secs(61)).await;
     assert_eq!(store.len(), 0, "the sweep ran");
-    let sweeper = store.inner.sweeper.clone().expect("a sweeper inside a runtime");
+    let sweeper = store.inner.sweeper.get().cloned().expect("a sweeper inside a runtime");
     assert!(!sweeper.is_finished());
     drop(store);
     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -143,17 +143,14 @@ fn decisions_use_the_injected_clock() {
 }
 
 #[test]
-fn the_key_bound_is_the_shard_count_times_the_shard_capacity() {
-    // Each shard holds at most ceil(max_keys / shards) keys, so the store
-    // may exceed max_keys by less than the number of shards when the
-    // shards do not divide it.
+fn max_keys_is_an_exact_bound() {
+    // The shards split max_keys exactly, whether or not they divide it.
     for max_keys in [1_000, 1_001, 5_000] {
         let clock = FakeClock::at_secs(10_000);
         let store = MemoryStore::builder().max_keys(max_keys).cleanup_interval(None).clock(clock.clone()).build();
         let shards = store.inner.shards.len();
-        let bound = shards * store.inner.shard_capacity;
-        assert_eq!(bound, shards * max_keys.div_ceil(shards));
-        assert!(bound < max_keys + shards, "{max_keys}: bound {bound} with {shards} shards");
+        let bound: usize = (0..shards).map(|i| store.inner.capacity_of(i)).sum();
+        assert_eq!(bound, max_keys, "{shards} shards");
         let l = limit("5/h", Algorithm::FixedWindow);
         let mut most = 0;
         for i in 0..10 * max_keys {
