@@ -10,52 +10,47 @@
 -- Returns four integers per limit: allowed (1 or 0), remaining units,
 -- microseconds until full capacity, and microseconds until this request
 -- would pass (-1: never, it exceeds the capacity; -2: it is not denied).
+-- When another limit denies the request, a limit that would admit it
+-- reports its remaining units and reset as they stand: nothing is charged.
 --
 -- Every number written is formatted with %d: Lua would otherwise print
--- microsecond timestamps as 1.7e+15 and lose digits. Expiries are relative
--- (PEXPIRE) so that an explicit test time still gets a sensible TTL.
+-- microsecond timestamps as 1.7e+15 and lose digits. The script keeps to
+-- plain locals and arrays (no closures or per-limit tables): on the
+-- request path every microsecond of Lua is a microsecond of Redis.
 
 local now
 -- With an explicit (test) time, the schedule's clock and the server's clock
 -- that expires keys run apart; a minute of slack keeps state alive for the
 -- whole of a test step. With the server's time, TTLs are exact.
-local ttl_slack = 0
+local slack = 0
 if ARGV[1] ~= '' then
   now = tonumber(ARGV[1])
-  ttl_slack = 60000000
+  slack = 60000000
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 local cost = tonumber(ARGV[2])
 local charge = ARGV[3] == '1'
+local fmt = string.format
+local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
 
-local function int(x)
-  return string.format('%d', x)
-end
-
--- A key lives exactly as long as its state matters, in whole milliseconds.
-local function ttl_ms(micros)
-  local ms = math.ceil((micros + ttl_slack) / 1000)
-  if ms < 1 then ms = 1 end
-  return int(ms)
-end
-
-local out = {}
-local writes = {}
-local results = {}
+-- Per limit: the decision, the state as it stands, and the pending write
+-- (a string state, or the time of sliding-log units).
+local n = #KEYS
+local allowed, remaining, reset, retry = {}, {}, {}, {}
+local remaining0, reset0 = {}, {}
+local value, ttl, log_at = {}, {}, {}
 local admitted = true
 
-for i = 1, #KEYS do
+for i = 1, n do
   local base = 3 + (i - 1) * 4
   local alg = ARGV[base + 1]
   local limit = tonumber(ARGV[base + 2])
   local period = tonumber(ARGV[base + 3])
   local capacity = tonumber(ARGV[base + 4])
   local key = KEYS[i]
-  -- `before` holds remaining and reset as they are, for reporting a limit
-  -- that would admit the request when another limit denies it.
-  local allowed, remaining, reset, retry, write, before
+  local ok, left, until_full, wait, after_left, after_full
 
   if alg == 'fw' then
     -- State: "window_end:count".
@@ -66,51 +61,46 @@ for i = 1, #KEYS do
       local w, c = string.match(state, '^(%d+):(%d+)$')
       if tonumber(w) == finish then count = tonumber(c) end
     end
-    remaining = math.max(capacity - count, 0)
-    reset = finish - now
-    before = {remaining, reset}
+    left = max(capacity - count, 0)
+    until_full = finish - now
+    after_left, after_full = left - cost, until_full
     if cost > capacity then
-      allowed, retry = false, -1
-    elseif cost <= remaining then
-      allowed, retry = true, -2
-      remaining = remaining - cost
-      write = function()
-        redis.call('SET', key, int(finish) .. ':' .. int(count + cost), 'PX', ttl_ms(finish - now))
-      end
+      ok, wait = false, -1
+    elseif cost <= left then
+      ok, wait = true, -2
+      value[i] = fmt('%d:%d', finish, count + cost)
+      ttl[i] = finish - now
     else
-      allowed, retry = false, reset
+      ok, wait = false, until_full
     end
 
   elseif alg == 'tb' then
-    local interval = math.max(math.floor(period / limit), 1)
+    -- State: the theoretical arrival time (when the bucket is full again).
+    local interval = max(floor(period / limit), 1)
     local tolerance = interval * capacity
     local tat = tonumber(redis.call('GET', key)) or now
     if tat < now then tat = now end
     local used = tat - now
-    remaining = math.max(math.floor((tolerance - used) / interval), 0)
-    reset = used
-    before = {remaining, reset}
+    left = max(floor((tolerance - used) / interval), 0)
+    until_full = used
     if cost > capacity then
-      allowed, retry = false, -1
+      ok, wait = false, -1
     else
-      local next_tat = tat + cost * interval
-      local next_used = next_tat - now
+      local next_used = used + cost * interval
       if next_used <= tolerance then
-        allowed, retry = true, -2
-        remaining = math.floor((tolerance - next_used) / interval)
-        reset = next_used
-        write = function()
-          redis.call('SET', key, int(next_tat), 'PX', ttl_ms(next_used))
-        end
+        ok, wait = true, -2
+        after_left, after_full = floor((tolerance - next_used) / interval), next_used
+        value[i] = fmt('%d', tat + cost * interval)
+        ttl[i] = next_used
       else
-        allowed, retry = false, next_used - tolerance
+        ok, wait = false, next_used - tolerance
       end
     end
 
   elseif alg == 'swc' then
+    -- State: "window_end:previous:current".
     local start = now - (now % period)
     local finish = start + period
-    -- State: "window_end:previous:current".
     local previous, current = 0, 0
     local state = redis.call('GET', key)
     if state then
@@ -122,108 +112,111 @@ for i = 1, #KEYS do
         previous = tonumber(c)
       end
     end
-    local weight = finish - now
     -- Scaled by the period so the comparison needs no division.
-    local used = previous * weight + current * period
+    local used = previous * (finish - now) + current * period
     local budget = capacity * period
-    remaining = math.max(math.floor((budget - used) / period), 0)
-    local function reset_for(c)
-      if c > 0 then return finish + period - now end
-      if previous > 0 then return finish - now end
-      return 0
-    end
-    reset = reset_for(current)
-    before = {remaining, reset}
+    left = max(floor((budget - used) / period), 0)
+    if current > 0 then until_full = finish + period - now
+    elseif previous > 0 then until_full = finish - now
+    else until_full = 0 end
     if cost > capacity then
-      allowed, retry = false, -1
+      ok, wait = false, -1
     elseif used + cost * period <= budget then
-      allowed, retry = true, -2
-      remaining = math.max(math.floor((budget - used - cost * period) / period), 0)
-      reset = reset_for(current + cost)
-      write = function()
-        local value = int(finish) .. ':' .. int(previous) .. ':' .. int(current + cost)
-        redis.call('SET', key, value, 'PX', ttl_ms(finish + period - now))
-      end
+      ok, wait = true, -2
+      after_left = max(floor((budget - used - cost * period) / period), 0)
+      if current + cost > 0 then after_full = finish + period - now else after_full = until_full end
+      value[i] = fmt('%d:%d:%d', finish, previous, current + cost)
+      ttl[i] = finish + period - now
     else
-      allowed = false
+      ok = false
       if current + cost <= capacity then
-        local shrink = math.min(math.floor((capacity - current - cost) * period / previous), period)
-        retry = start + (period - shrink) - now
+        local shrink = min(floor((capacity - current - cost) * period / previous), period)
+        wait = start + (period - shrink) - now
       else
-        local shrink = math.min(math.floor((capacity - cost) * period / current), period)
-        retry = finish + (period - shrink) - now
+        local shrink = min(floor((capacity - cost) * period / current), period)
+        wait = finish + (period - shrink) - now
       end
     end
 
   elseif alg == 'sw' then
     -- One sorted-set member per admitted unit, scored by its time, so the
     -- window's total is ZCARD and the k-th oldest unit one ZRANGE away.
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - period))
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt('%d', now - period))
     local total = redis.call('ZCARD', key)
     local last = nil
     if total > 0 then
       last = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
     end
-    remaining = math.max(capacity - total, 0)
-    reset = 0
-    if last then reset = math.max(last + period - now, 0) end
-    before = {remaining, reset}
+    left = max(capacity - total, 0)
+    until_full = 0
+    if last then until_full = max(last + period - now, 0) end
     if cost > capacity then
-      allowed, retry = false, -1
-    elseif cost <= remaining then
-      allowed, retry = true, -2
-      remaining = remaining - cost
+      ok, wait = false, -1
+    elseif cost <= left then
+      ok, wait = true, -2
+      after_left, after_full = left - cost, until_full
       if cost > 0 then
         local at = now
         if last and last > at then at = last end
-        reset = at + period - now
-        write = function()
-          local score = int(at)
-          local seq = redis.call('ZCOUNT', key, score, score)
-          local batch = {}
-          for j = 1, cost do
-            batch[#batch + 1] = score
-            batch[#batch + 1] = score .. ':' .. int(seq + j)
-            if #batch >= 1000 or j == cost then
-              redis.call('ZADD', key, unpack(batch))
-              batch = {}
-            end
-          end
-          redis.call('PEXPIRE', key, ttl_ms(at + period - now))
-        end
+        after_full = at + period - now
+        log_at[i] = at
+        ttl[i] = at + period - now
       end
     else
-      allowed = false
-      -- The request fits once the (cost - remaining) oldest units have left.
-      local freeing = redis.call('ZRANGE', key, cost - remaining - 1, cost - remaining - 1, 'WITHSCORES')
-      retry = tonumber(freeing[2]) + period - now
+      ok = false
+      -- The request fits once the (cost - left) oldest units have left.
+      local freeing = redis.call('ZRANGE', key, cost - left - 1, cost - left - 1, 'WITHSCORES')
+      wait = tonumber(freeing[2]) + period - now
     end
 
   else
     return redis.error_reply('unknown algorithm ' .. tostring(alg))
   end
 
-  if not allowed then admitted = false end
-  writes[i] = write
-  results[i] = {allowed, remaining, reset, retry, before}
-end
-
-for i = 1, #KEYS do
-  local r = results[i]
-  local remaining, reset = r[2], r[3]
-  if r[1] and not admitted then
-    -- Nothing is charged: report this limit as it stands.
-    remaining, reset = r[5][1], r[5][2]
+  if not ok then admitted = false end
+  allowed[i], retry[i] = ok, wait
+  remaining0[i], reset0[i] = left, until_full
+  if ok then
+    remaining[i], reset[i] = after_left, after_full
+  else
+    remaining[i], reset[i] = left, until_full
   end
-  out[#out + 1] = r[1] and 1 or 0
-  out[#out + 1] = remaining
-  out[#out + 1] = reset
-  out[#out + 1] = r[4]
 end
 
-if admitted and charge then
-  for i = 1, #KEYS do
-    if writes[i] then writes[i]() end
+local out = {}
+for i = 1, n do
+  out[#out + 1] = allowed[i] and 1 or 0
+  if allowed[i] and not admitted then
+    out[#out + 1] = remaining0[i]
+    out[#out + 1] = reset0[i]
+  else
+    out[#out + 1] = remaining[i]
+    out[#out + 1] = reset[i]
+  end
+  out[#out + 1] = retry[i]
+end
+
+if admitted and charge and cost > 0 then
+  for i = 1, n do
+    local key = KEYS[i]
+    -- A key lives exactly as long as its state matters, in whole milliseconds.
+    local ms = ttl[i] and fmt('%d', max(ceil((ttl[i] + slack) / 1000), 1))
+    if value[i] then
+      redis.call('SET', key, value[i], 'PX', ms)
+    elseif log_at[i] then
+      local score = fmt('%d', log_at[i])
+      local seq = redis.call('ZCOUNT', key, score, score)
+      local batch = {}
+      for j = 1, cost do
+        batch[#batch + 1] = score
+        batch[#batch + 1] = score .. ':' .. fmt('%d', seq + j)
+        if #batch >= 1000 or j == cost then
+          redis.call('ZADD', key, unpack(batch))
+          batch = {}
+        end
+      end
+      redis.call('PEXPIRE', key, ms)
+    end
   end
 end
 return out
