@@ -67,6 +67,15 @@ pub enum StoreError {
         /// What it supports instead.
         supported: &'static str,
     },
+    /// The store's circuit breaker is open: the call was refused without
+    /// touching the store.
+    #[error("the circuit breaker of store {store} is open; the next probe in {retry_after:?}")]
+    CircuitOpen {
+        /// Which store.
+        store: String,
+        /// How long until the breaker lets a probe through.
+        retry_after: Duration,
+    },
     /// The store's configuration cannot work; the message names the setting.
     #[error("{0}")]
     Config(String),

@@ -30,6 +30,7 @@
 //! | `test-util` | no | the store conformance suite, [`conformance`] |
 
 pub mod algorithm;
+pub mod breaker;
 pub mod clock;
 mod decision;
 mod error;
@@ -39,12 +40,14 @@ pub mod memory;
 mod rate;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod serde_seconds;
 pub mod store;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
 pub use algorithm::{Algorithm, Limit};
+pub use breaker::{BreakerConfig, BreakerState, BreakerStatus, CircuitBreaker};
 pub use clock::{Clock, FakeClock, SystemClock, UnixNanos};
 pub use decision::{Decision, Decisions};
 pub use error::{ACCEPTED_RATE_FORMS, AlgorithmParseError, RateParseError, StoreError};

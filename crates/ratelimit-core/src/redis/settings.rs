@@ -39,10 +39,10 @@ pub struct RedisSettings {
     pub password: Option<String>,
     /// The longest a decision may wait for Redis (default 0.1 s): a rate
     /// limiter sits on the request path.
-    #[serde(with = "seconds")]
+    #[serde(with = "crate::serde_seconds")]
     pub socket_timeout: Duration,
     /// The longest a connection attempt may take (default 0.5 s).
-    #[serde(with = "seconds")]
+    #[serde(with = "crate::serde_seconds")]
     pub socket_connect_timeout: Duration,
     /// TCP keepalive on the connections (default on).
     pub socket_keepalive: bool,
@@ -228,22 +228,6 @@ fn encode(s: &str) -> String {
         }
     }
     out
-}
-
-mod seconds {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(value.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(deserializer)?;
-        Duration::try_from_secs_f64(secs)
-            .map_err(|_| serde::de::Error::custom(format!("{secs} is not a duration in seconds")))
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,560 @@
+//! A circuit breaker around any store.
+//!
+//! Closed: calls go through and consecutive failures are counted. After
+//! `failure_threshold` of them in a row the breaker opens: calls fail at once
+//! with [`StoreError::CircuitOpen`], without touching the store, for
+//! `recovery_timeout`. Then it is half-open: up to `half_open_max_calls`
+//! probe calls go through; if they all succeed it closes, and if one fails
+//! it opens again for a longer time (`backoff_multiplier`, capped at
+//! `max_recovery_timeout`). Timeouts count as failures; errors that say the
+//! request itself is wrong (an unsupported algorithm, an invalid check, bad
+//! configuration) do not, since the store answered.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::clock::{Clock, SystemClock, UnixNanos};
+use crate::store::{CheckRequest, Health, LimitCheck, Store};
+use crate::{Decisions, StoreError};
+
+/// When the breaker opens and how it recovers.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker (default 5).
+    pub failure_threshold: u32,
+    /// How long it stays open before probing (default 60 s).
+    #[serde(with = "crate::serde_seconds")]
+    pub recovery_timeout: Duration,
+    /// Factor applied to the open time each time a probe fails (default 2).
+    pub backoff_multiplier: f64,
+    /// The longest the breaker stays open (default 600 s).
+    #[serde(with = "crate::serde_seconds")]
+    pub max_recovery_timeout: Duration,
+    /// Probe calls let through while half-open; all must succeed to close (default 1).
+    pub half_open_max_calls: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            recovery_timeout: Duration::from_secs(60),
+            backoff_multiplier: 2.0,
+            max_recovery_timeout: Duration::from_secs(600),
+            half_open_max_calls: 1,
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// Checks the values; the error names the field.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let bad = |field: &str, why: &str| Err(StoreError::Config(format!("circuit_breaker.{field}: {why}")));
+        if self.failure_threshold == 0 {
+            return bad("failure_threshold", "must be at least 1");
+        }
+        if self.recovery_timeout.is_zero() {
+            return bad("recovery_timeout", "must be above 0");
+        }
+        if !(self.backoff_multiplier >= 1.0 && self.backoff_multiplier.is_finite()) {
+            return bad("backoff_multiplier", "must be a number of at least 1");
+        }
+        if self.max_recovery_timeout < self.recovery_timeout {
+            return bad("max_recovery_timeout", "must not be below recovery_timeout");
+        }
+        if self.half_open_max_calls == 0 {
+            return bad("half_open_max_calls", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Where the breaker stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through.
+    Closed,
+    /// Calls fail at once.
+    Open,
+    /// A few probe calls go through.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// `closed`, `open` or `half_open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// A snapshot of the breaker, for health reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakerStatus {
+    /// The state now.
+    pub state: BreakerState,
+    /// Failures in a row so far.
+    pub consecutive_failures: u32,
+    /// Calls refused while open, since the breaker was made.
+    pub rejected: u64,
+    /// How long until the next probe, while open.
+    pub retry_in: Option<Duration>,
+}
+
+#[derive(Debug)]
+struct Breaker {
+    state: BreakerState,
+    failures: u32,
+    opened_at: UnixNanos,
+    open_for: Duration,
+    probes_in_flight: u32,
+    probes_passed: u32,
+    rejected: u64,
+}
+
+/// Wraps a store with a circuit breaker; clones share the breaker.
+#[derive(Clone)]
+pub struct CircuitBreaker<S, C = SystemClock> {
+    store: S,
+    name: Arc<str>,
+    config: Arc<BreakerConfig>,
+    breaker: Arc<Mutex<Breaker>>,
+    clock: C,
+}
+
+/// Whether a call may proceed, and as what.
+enum Admission {
+    Call,
+    Probe,
+}
+
+/// Counts an abandoned probe (its future dropped) as finished, so a
+/// cancelled request cannot leave the breaker half-open forever.
+struct ProbeGuard<'a, S, C: Clock> {
+    breaker: &'a CircuitBreaker<S, C>,
+    armed: bool,
+}
+
+impl<S, C: Clock> Drop for ProbeGuard<'_, S, C> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut b = self.breaker.breaker.lock().unwrap_or_else(|e| e.into_inner());
+            b.probes_in_flight = b.probes_in_flight.saturating_sub(1);
+        }
+    }
+}
+
+impl<S: Store> CircuitBreaker<S> {
+    /// Wraps `store`, named `name` in errors, logs and metrics.
+    pub fn new(store: S, name: impl Into<Arc<str>>, config: BreakerConfig) -> Result<Self, StoreError> {
+        Self::with_clock(store, name, config, SystemClock)
+    }
+}
+
+impl<S: Store, C: Clock> CircuitBreaker<S, C> {
+    /// The same, reading time from `clock`.
+    pub fn with_clock(
+        store: S,
+        name: impl Into<Arc<str>>,
+        config: BreakerConfig,
+        clock: C,
+    ) -> Result<Self, StoreError> {
+        config.validate()?;
+        let open_for = config.recovery_timeout;
+        Ok(Self {
+            store,
+            name: name.into(),
+            config: Arc::new(config),
+            breaker: Arc::new(Mutex::new(Breaker {
+                state: BreakerState::Closed,
+                failures: 0,
+                opened_at: 0,
+                open_for,
+                probes_in_flight: 0,
+                probes_passed: 0,
+                rejected: 0,
+            })),
+            clock,
+        })
+    }
+
+    /// The wrapped store.
+    pub fn get_ref(&self) -> &S {
+        &self.store
+    }
+
+    /// The breaker's state now.
+    pub fn status(&self) -> BreakerStatus {
+        let now = self.clock.now();
+        let b = self.lock();
+        let retry_in = (b.state == BreakerState::Open)
+            .then(|| nanos(b.opened_at).saturating_add(b.open_for).saturating_sub(nanos(now)));
+        BreakerStatus { state: b.state, consecutive_failures: b.failures, rejected: b.rejected, retry_in }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn admit(&self) -> Result<Admission, StoreError> {
+        let now = self.clock.now();
+        let mut b = self.lock();
+        if b.state == BreakerState::Open {
+            let until = nanos(b.opened_at).saturating_add(b.open_for);
+            if nanos(now) < until {
+                b.rejected += 1;
+                drop(b);
+                metrics::counter!("ratelimit_circuit_rejected_total", "store" => self.name.to_string()).increment(1);
+                return Err(StoreError::CircuitOpen { store: self.name.to_string(), retry_after: until - nanos(now) });
+            }
+            self.set_state(&mut b, BreakerState::HalfOpen);
+            b.probes_in_flight = 0;
+            b.probes_passed = 0;
+        }
+        match b.state {
+            BreakerState::HalfOpen if b.probes_in_flight < self.config.half_open_max_calls => {
+                b.probes_in_flight += 1;
+                Ok(Admission::Probe)
+            }
+            BreakerState::HalfOpen => {
+                b.rejected += 1;
+                Err(StoreError::CircuitOpen { store: self.name.to_string(), retry_after: Duration::ZERO })
+            }
+            _ => Ok(Admission::Call),
+        }
+    }
+
+    fn record(&self, admission: &Admission, failed: bool) {
+        let now = self.clock.now();
+        let mut b = self.lock();
+        if let Admission::Probe = admission {
+            b.probes_in_flight = b.probes_in_flight.saturating_sub(1);
+        }
+        match (b.state, failed) {
+            (BreakerState::Closed, false) => b.failures = 0,
+            (BreakerState::Closed, true) => {
+                b.failures += 1;
+                if b.failures >= self.config.failure_threshold {
+                    b.opened_at = now;
+                    b.open_for = self.config.recovery_timeout;
+                    self.set_state(&mut b, BreakerState::Open);
+                }
+            }
+            (BreakerState::HalfOpen, false) => {
+                b.probes_passed += 1;
+                if b.probes_passed >= self.config.half_open_max_calls {
+                    b.failures = 0;
+                    b.open_for = self.config.recovery_timeout;
+                    self.set_state(&mut b, BreakerState::Closed);
+                }
+            }
+            (BreakerState::HalfOpen, true) => {
+                b.failures += 1;
+                b.opened_at = now;
+                let longer = b.open_for.mul_f64(self.config.backoff_multiplier);
+                b.open_for = longer.min(self.config.max_recovery_timeout);
+                self.set_state(&mut b, BreakerState::Open);
+            }
+            // A call admitted before the breaker opened finishes late.
+            (BreakerState::Open, _) => {}
+        }
+    }
+
+    fn set_state(&self, b: &mut Breaker, state: BreakerState) {
+        if b.state != state {
+            tracing::warn!(store = %self.name, from = b.state.as_str(), to = state.as_str(), "circuit breaker changed state");
+            b.state = state;
+            let level = match state {
+                BreakerState::Closed => 0.0,
+                BreakerState::HalfOpen => 1.0,
+                BreakerState::Open => 2.0,
+            };
+            metrics::gauge!("ratelimit_circuit_state", "store" => self.name.to_string()).set(level);
+        }
+    }
+
+    async fn guarded<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let admission = self.admit()?;
+        let mut guard = ProbeGuard { breaker: self, armed: matches!(admission, Admission::Probe) };
+        let result = call.await;
+        guard.armed = false;
+        self.record(&admission, result.as_ref().err().is_some_and(counts_as_failure));
+        result
+    }
+}
+
+fn nanos(n: UnixNanos) -> Duration {
+    Duration::from_nanos(n)
+}
+
+/// Failures of the store itself; a store that answered "your request is
+/// wrong" is healthy.
+fn counts_as_failure(error: &StoreError) -> bool {
+    matches!(error, StoreError::Backend { .. } | StoreError::Timeout { .. })
+}
+
+impl<S: Store, C: Clock> Store for CircuitBreaker<S, C> {
+    async fn check<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        self.guarded(self.store.check(request)).await
+    }
+
+    fn check_now(&self, request: CheckRequest<'_>) -> Option<Result<Decisions, StoreError>> {
+        let admission = match self.admit() {
+            Ok(admission) => admission,
+            Err(error) => return Some(Err(error)),
+        };
+        match self.store.check_now(request) {
+            Some(result) => {
+                self.record(&admission, result.as_ref().err().is_some_and(counts_as_failure));
+                Some(result)
+            }
+            None => {
+                // The store needs the asynchronous path; hand the slot back.
+                if let Admission::Probe = admission {
+                    let mut b = self.lock();
+                    b.probes_in_flight = b.probes_in_flight.saturating_sub(1);
+                }
+                None
+            }
+        }
+    }
+
+    async fn peek<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        self.guarded(self.store.peek(request)).await
+    }
+
+    async fn reset<'a>(&'a self, limit: LimitCheck<'a>) -> Result<(), StoreError> {
+        self.guarded(self.store.reset(limit)).await
+    }
+
+    /// The store's own health, with the breaker's state added; it neither
+    /// counts towards nor is refused by the breaker, so operators can see
+    /// the store recover.
+    async fn health(&self) -> Result<Health, StoreError> {
+        let started = Instant::now();
+        let status = self.status();
+        let mut health = match self.store.health().await {
+            Ok(health) => health,
+            Err(error) if status.state == BreakerState::Closed => return Err(error),
+            Err(error) => {
+                return Err(StoreError::CircuitOpen {
+                    store: format!("{} ({error})", self.name),
+                    retry_after: status.retry_in.unwrap_or_default(),
+                });
+            }
+        };
+        health.latency = started.elapsed();
+        health.details.push(("circuit".to_owned(), status.state.as_str().to_owned()));
+        health.details.push(("consecutive_failures".to_owned(), status.consecutive_failures.to_string()));
+        health.details.push(("rejected".to_owned(), status.rejected.to_string()));
+        Ok(health)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::{Algorithm, FakeClock, Limit, MemoryStore};
+
+    /// A memory store whose backend can be made to fail, counting the calls
+    /// that reach it.
+    #[derive(Clone, Default)]
+    struct Flaky {
+        store: MemoryStore,
+        failing: Arc<AtomicBool>,
+        timing_out: Arc<AtomicBool>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Flaky {
+        fn outcome(&self) -> Result<(), StoreError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.timing_out.load(Ordering::SeqCst) {
+                return Err(StoreError::Timeout { store: "flaky", after: Duration::from_millis(100) });
+            }
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(StoreError::backend("flaky", "connection refused"));
+            }
+            Ok(())
+        }
+    }
+
+    impl Store for Flaky {
+        async fn check<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+            self.outcome()?;
+            self.store.check(request).await
+        }
+        async fn peek<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+            self.outcome()?;
+            self.store.peek(request).await
+        }
+        async fn reset<'a>(&'a self, limit: LimitCheck<'a>) -> Result<(), StoreError> {
+            self.outcome()?;
+            self.store.reset(limit).await
+        }
+        async fn health(&self) -> Result<Health, StoreError> {
+            self.outcome()?;
+            self.store.health().await
+        }
+    }
+
+    fn config() -> BreakerConfig {
+        BreakerConfig {
+            failure_threshold: 3,
+            recovery_timeout: Duration::from_secs(10),
+            backoff_multiplier: 2.0,
+            max_recovery_timeout: Duration::from_secs(30),
+            half_open_max_calls: 1,
+        }
+    }
+
+    fn setup() -> (CircuitBreaker<Flaky, FakeClock>, Flaky, FakeClock) {
+        let flaky = Flaky::default();
+        let clock = FakeClock::at_secs(1_000);
+        let breaker = CircuitBreaker::with_clock(flaky.clone(), "flaky", config(), clock.clone()).unwrap();
+        (breaker, flaky, clock)
+    }
+
+    async fn call(breaker: &CircuitBreaker<Flaky, FakeClock>) -> Result<Decisions, StoreError> {
+        let limit = Limit::new("1000/s".parse().unwrap(), Algorithm::TokenBucket);
+        let checks = [LimitCheck { key: "k", limit: &limit }];
+        breaker.check(CheckRequest::new(&checks, 1)).await
+    }
+
+    #[tokio::test]
+    async fn opens_after_consecutive_failures_and_then_fails_fast() {
+        let (breaker, flaky, _) = setup();
+        flaky.failing.store(true, Ordering::SeqCst);
+        for _ in 0..2 {
+            assert!(matches!(call(&breaker).await, Err(StoreError::Backend { .. })));
+        }
+        // A success in between resets the count: failures must be consecutive.
+        flaky.failing.store(false, Ordering::SeqCst);
+        call(&breaker).await.unwrap();
+        flaky.failing.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            assert!(matches!(call(&breaker).await, Err(StoreError::Backend { .. })));
+        }
+        assert_eq!(breaker.status().state, BreakerState::Open);
+        let before = flaky.calls.load(Ordering::SeqCst);
+        for _ in 0..5 {
+            match call(&breaker).await {
+                Err(StoreError::CircuitOpen { retry_after, .. }) => assert_eq!(retry_after, Duration::from_secs(10)),
+                other => panic!("expected a fast failure, got {other:?}"),
+            }
+        }
+        assert_eq!(flaky.calls.load(Ordering::SeqCst), before, "an open breaker never touches the store");
+        assert_eq!(breaker.status().rejected, 5);
+    }
+
+    #[tokio::test]
+    async fn probes_close_it_or_reopen_it_for_longer() {
+        let (breaker, flaky, clock) = setup();
+        flaky.failing.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            let _ = call(&breaker).await;
+        }
+        clock.advance(Duration::from_secs(10));
+        // The probe fails: open again, twice as long.
+        assert!(matches!(call(&breaker).await, Err(StoreError::Backend { .. })));
+        assert_eq!(breaker.status().state, BreakerState::Open);
+        assert_eq!(breaker.status().retry_in, Some(Duration::from_secs(20)));
+        clock.advance(Duration::from_secs(20));
+        let _ = call(&breaker).await;
+        // Capped at max_recovery_timeout.
+        assert_eq!(breaker.status().retry_in, Some(Duration::from_secs(30)));
+        clock.advance(Duration::from_secs(30));
+        flaky.failing.store(false, Ordering::SeqCst);
+        call(&breaker).await.unwrap();
+        let status = breaker.status();
+        assert_eq!((status.state, status.consecutive_failures), (BreakerState::Closed, 0));
+        // Back to the base timeout after closing.
+        flaky.failing.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            let _ = call(&breaker).await;
+        }
+        assert_eq!(breaker.status().retry_in, Some(Duration::from_secs(10)));
+    }
+
+    #[tokio::test]
+    async fn half_open_lets_only_the_probes_through() {
+        let (breaker, flaky, clock) = setup();
+        flaky.failing.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            let _ = call(&breaker).await;
+        }
+        clock.advance(Duration::from_secs(10));
+        flaky.failing.store(false, Ordering::SeqCst);
+        // Take the probe slot with a call that never finishes, then drop it.
+        let limit = Limit::new("1000/s".parse().unwrap(), Algorithm::TokenBucket);
+        let checks = [LimitCheck { key: "k", limit: &limit }];
+        let admission = breaker.admit().unwrap();
+        assert!(matches!(admission, Admission::Probe));
+        assert!(matches!(call(&breaker).await, Err(StoreError::CircuitOpen { .. })), "one probe at a time");
+        {
+            let _abandoned = ProbeGuard { breaker: &breaker, armed: true };
+        }
+        // The slot is free again: a real probe closes the breaker.
+        assert!(breaker.check(CheckRequest::new(&checks, 1)).await.unwrap().allowed());
+        assert_eq!(breaker.status().state, BreakerState::Closed);
+    }
+
+    #[tokio::test]
+    async fn timeouts_count_and_answers_about_the_request_do_not() {
+        let (breaker, flaky, _) = setup();
+        flaky.timing_out.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            let _ = call(&breaker).await;
+        }
+        assert_eq!(breaker.status().state, BreakerState::Open);
+        let (breaker, _, _) = setup();
+        for _ in 0..10 {
+            let no_limits: [LimitCheck<'_>; 0] = [];
+            assert!(matches!(
+                breaker.check(CheckRequest::new(&no_limits, 1)).await,
+                Err(StoreError::InvalidRequest(_))
+            ));
+        }
+        assert_eq!(breaker.status().state, BreakerState::Closed, "an invalid request is not a store failure");
+    }
+
+    #[tokio::test]
+    async fn health_shows_the_state_and_bad_config_is_refused() {
+        let (breaker, flaky, _) = setup();
+        let health = breaker.health().await.unwrap();
+        assert!(health.details.contains(&("circuit".to_owned(), "closed".to_owned())));
+        flaky.failing.store(true, Ordering::SeqCst);
+        for _ in 0..3 {
+            let _ = call(&breaker).await;
+        }
+        assert!(matches!(breaker.health().await, Err(StoreError::CircuitOpen { .. })));
+        flaky.failing.store(false, Ordering::SeqCst);
+        let health = breaker.health().await.unwrap();
+        assert!(health.details.contains(&("circuit".to_owned(), "open".to_owned())), "{health:?}");
+        for (config, field) in [
+            (BreakerConfig { failure_threshold: 0, ..config() }, "failure_threshold"),
+            (BreakerConfig { backoff_multiplier: 0.5, ..config() }, "backoff_multiplier"),
+            (BreakerConfig { max_recovery_timeout: Duration::from_secs(1), ..config() }, "max_recovery_timeout"),
+            (BreakerConfig { half_open_max_calls: 0, ..config() }, "half_open_max_calls"),
+        ] {
+            let err = CircuitBreaker::new(Flaky::default(), "x", config).err().unwrap().to_string();
+            assert!(err.contains(field), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_store_fast_path_goes_through_the_breaker() {
+        let clock = FakeClock::at_secs(1_000);
+        let breaker = CircuitBreaker::with_clock(MemoryStore::new(), "memory", config(), clock).unwrap();
+        let limit = Limit::new("2/m".parse().unwrap(), Algorithm::FixedWindow);
+        let checks = [LimitCheck { key: "k", limit: &limit }];
+        let answer = breaker.check_now(CheckRequest::new(&checks, 1)).expect("the memory store answers at once");
+        assert!(answer.unwrap().allowed());
+    }
+}
