@@ -37,6 +37,7 @@ mod error;
 pub mod key;
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod multi;
 mod rate;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -53,6 +54,7 @@ pub use decision::{Decision, Decisions};
 pub use error::{ACCEPTED_RATE_FORMS, AlgorithmParseError, RateParseError, StoreError};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+pub use multi::{MultiStore, MultiStoreConfig, Strategy};
 pub use rate::{MAX_LIMIT, MAX_PERIOD, Rate};
 pub use store::{
     BoxFuture, CheckRequest, CounterAdapter, CounterStore, DynStore, Health, LimitCheck, SharedStore, Store,
