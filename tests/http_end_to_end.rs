@@ -312,6 +312,32 @@ async fn store_failure_fails_open_or_closed_as_configured() {
 }
 
 #[tokio::test]
+async fn local_failure_policy_enforces_the_limit_in_process() {
+    let config = RateLimitConfig::builder()
+        .policy("local")
+        .rate("2/m")
+        .store(DownStore)
+        .failure_policy(FailurePolicy::Local)
+        .build()
+        .unwrap();
+    let app = Router::new().route("/", get(|| async { "ok" }).layer(RateLimitLayer::new(config)));
+    let url = serve(app).await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = client.get(&url).send().await.unwrap();
+        statuses.push(response.status());
+        if response.status() == StatusCode::OK {
+            assert_eq!(header(&response, "x-ratelimit-limit"), "2");
+        }
+    }
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS, StatusCode::TOO_MANY_REQUESTS]
+    );
+}
+
+#[tokio::test]
 async fn allow_list_skip_and_method_filter_bypass_the_limit() {
     let allow = RateLimitConfig::builder().policy("allow").rate("1/m").allow_ips(["127.0.0.0/8"]).build().unwrap();
     let skip = RateLimitConfig::builder()

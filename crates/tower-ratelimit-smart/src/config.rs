@@ -79,6 +79,10 @@ pub enum FailurePolicy {
     /// Answer 503 Service Unavailable with a problem body (never 429: the
     /// client did nothing wrong).
     FailClosed,
+    /// Decide with a bounded in-process memory store (10,000 keys) while
+    /// the configured store is down: limits hold per process instead of
+    /// across the fleet.
+    Local,
 }
 
 /// A configuration the builder refused.
@@ -154,6 +158,8 @@ pub(crate) struct Shared {
     pub(crate) ipv6_prefix: u8,
     pub(crate) missing_key: MissingKey,
     pub(crate) failure: FailurePolicy,
+    /// The in-process store of `FailurePolicy::Local`.
+    pub(crate) local: Option<SharedStore>,
     pub(crate) mode: Mode,
     pub(crate) headers: HeaderStyle,
     pub(crate) policy_header: HeaderValue,
@@ -500,6 +506,7 @@ impl RateLimitConfigBuilder {
                 ipv6_prefix: self.ipv6_prefix,
                 missing_key: self.missing_key,
                 failure: self.failure,
+                local: local_store(self.failure)?,
                 mode: self.mode,
                 headers: self.headers,
                 policy_header,
@@ -523,6 +530,19 @@ fn default_store() -> Result<SharedStore, ConfigError> {
 #[cfg(not(feature = "memory"))]
 fn default_store() -> Result<SharedStore, ConfigError> {
     Err(ConfigError::NoStore)
+}
+
+#[cfg(feature = "memory")]
+fn local_store(policy: FailurePolicy) -> Result<Option<SharedStore>, ConfigError> {
+    Ok((policy == FailurePolicy::Local).then(|| SharedStore::new(ratelimit_core::MemoryStore::new())))
+}
+
+#[cfg(not(feature = "memory"))]
+fn local_store(policy: FailurePolicy) -> Result<Option<SharedStore>, ConfigError> {
+    match policy {
+        FailurePolicy::Local => Err(ConfigError::NoStore),
+        _ => Ok(None),
+    }
 }
 
 fn valid_policy(name: &str) -> bool {

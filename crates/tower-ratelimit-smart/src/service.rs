@@ -77,9 +77,12 @@ where
                 let request = Request::from_parts(parts, body);
                 // Stores that answer without I/O (memory) decide right here,
                 // sparing the hot path a boxed future.
-                if let Some(result) = shared.store.check_now(CheckRequest::new(&limit_checks(shared, &keys), cost)) {
+                let checks = limit_checks(shared, &keys);
+                if let Some(result) = shared.store.check_now(CheckRequest::new(&checks, cost)) {
+                    let result = or_local(shared, &checks, cost, result);
                     return ResponseFuture::decided(result, Arc::clone(shared), inner, request);
                 }
+                drop(checks);
                 let check = start_check(Arc::clone(shared), keys, cost);
                 ResponseFuture::checking(check, inner, request, Arc::clone(shared))
             }
@@ -157,5 +160,28 @@ fn limit_checks<'a>(shared: &'a Shared, keys: &'a Keys) -> SmallVec<[LimitCheck<
 
 /// Starts the store check; the future owns everything it borrows.
 fn start_check(shared: Arc<Shared>, keys: Keys, cost: u64) -> BoxFuture<'static, Result<Decisions, StoreError>> {
-    Box::pin(async move { shared.store.check(CheckRequest::new(&limit_checks(&shared, &keys), cost)).await })
+    Box::pin(async move {
+        let checks = limit_checks(&shared, &keys);
+        let result = shared.store.check(CheckRequest::new(&checks, cost)).await;
+        or_local(&shared, &checks, cost, result)
+    })
+}
+
+/// With `FailurePolicy::Local`, a store failure is answered by the
+/// in-process store instead.
+fn or_local(
+    shared: &Shared,
+    checks: &[LimitCheck<'_>],
+    cost: u64,
+    result: Result<Decisions, StoreError>,
+) -> Result<Decisions, StoreError> {
+    match (result, &shared.local) {
+        (Err(error), Some(local)) => {
+            shared.telemetry.record(crate::telemetry::Outcome::StoreError);
+            tracing::warn!(policy = %shared.policy, %error, "rate limit store failed; deciding in process");
+            // The memory store always answers synchronously.
+            local.check_now(CheckRequest::new(checks, cost)).unwrap_or(Err(error))
+        }
+        (result, _) => result,
+    }
 }
