@@ -67,7 +67,7 @@ impl Decisions {
         self.items.push(decision);
     }
 
-    #[cfg(feature = "memory")]
+    #[cfg(any(feature = "memory", feature = "sql"))]
     pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut Decision> {
         self.items.get_mut(index)
     }

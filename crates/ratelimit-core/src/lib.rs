@@ -25,7 +25,7 @@
 //! | `memory` | yes | [`MemoryStore`], the in-process store |
 //! | `redis` | no | [`redis::RedisStore`] for a standalone server |
 //! | `redis-cluster`, `redis-sentinel` | no | Redis Cluster and Sentinel for the Redis store |
-//! | `postgres`, `mysql`, `sqlite` | no | reserved for the SQL store |
+//! | `postgres`, `mysql`, `sqlite` | no | [`sql::SqlStore`] on PostgreSQL, MySQL/MariaDB or SQLite |
 //! | `all-stores` | no | every store above |
 //! | `test-util` | no | the store conformance suite, [`conformance`] |
 
@@ -42,6 +42,8 @@ mod rate;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod serde_seconds;
+#[cfg(feature = "sql")]
+pub mod sql;
 pub mod store;
 
 #[cfg(feature = "test-util")]

@@ -5,11 +5,12 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ratelimit_core::redis::{RedisSettings, RedisStore};
 use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, StoreError, key};
+use support::proxy::{Mode, Proxy};
 use support::redis_servers::{Server, redis_available};
 
 fn limit(rate: &str, algorithm: Algorithm) -> Limit {
@@ -150,67 +151,21 @@ async fn script_flush_and_restart_do_not_stop_decisions() {
     }
 }
 
-/// A TCP proxy that can stop forwarding without closing connections, as a
-/// black-holed network does.
-async fn black_hole_proxy(target: u16) -> (u16, Arc<AtomicBool>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let dropping = Arc::new(AtomicBool::new(false));
-    let flag = dropping.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let flag = flag.clone();
-            tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { return };
-                let (mut cr, mut cw) = client.into_split();
-                let (mut sr, mut sw) = server.into_split();
-                let up_flag = flag.clone();
-                let up = async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        let n = tokio::io::AsyncReadExt::read(&mut cr, &mut buf).await.unwrap_or(0);
-                        if n == 0 {
-                            break;
-                        }
-                        if !up_flag.load(Ordering::SeqCst) {
-                            let _ = tokio::io::AsyncWriteExt::write_all(&mut sw, &buf[..n]).await;
-                        }
-                    }
-                };
-                let down = async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        let n = tokio::io::AsyncReadExt::read(&mut sr, &mut buf).await.unwrap_or(0);
-                        if n == 0 {
-                            break;
-                        }
-                        if !flag.load(Ordering::SeqCst) {
-                            let _ = tokio::io::AsyncWriteExt::write_all(&mut cw, &buf[..n]).await;
-                        }
-                    }
-                };
-                tokio::join!(up, down);
-            });
-        }
-    });
-    (port, dropping)
-}
-
 #[tokio::test]
 async fn a_black_holed_server_times_out_instead_of_hanging() {
     if !redis_available() {
         return;
     }
     let server = Server::start(&[]);
-    let (port, dropping) = black_hole_proxy(server.port).await;
+    let proxy = Proxy::start(server.port).await;
     let settings = RedisSettings {
         socket_timeout: Duration::from_millis(100),
-        ..RedisSettings::from_url(format!("redis://127.0.0.1:{port}"))
+        ..RedisSettings::from_url(format!("redis://127.0.0.1:{}", proxy.port))
     };
     let store = RedisStore::connect(settings).await.unwrap();
     let limit = limit("10/s", Algorithm::FixedWindow);
     assert!(allowed(&store, "t:hole:{c}", &limit, 1).await.unwrap());
-    dropping.store(true, Ordering::SeqCst);
+    proxy.set(Mode::BlackHole);
     for _ in 0..3 {
         let started = Instant::now();
         let result = allowed(&store, "t:hole:{c}", &limit, 1).await;
@@ -218,7 +173,6 @@ async fn a_black_holed_server_times_out_instead_of_hanging() {
         assert!(result.is_err(), "a black-holed server cannot answer");
         assert!(took < Duration::from_millis(100 + 150), "took {took:?}");
     }
-    dropping.store(false, Ordering::SeqCst);
 }
 
 #[tokio::test]

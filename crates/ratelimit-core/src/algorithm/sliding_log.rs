@@ -27,6 +27,20 @@ impl SlidingLog {
         Self::default()
     }
 
+    /// A log holding `entries` (time, cost), oldest first, as read back
+    /// from a shared store.
+    pub fn from_entries(entries: impl IntoIterator<Item = (UnixNanos, u64)>, period: u64) -> Self {
+        let entries: VecDeque<(UnixNanos, u64)> = entries.into_iter().collect();
+        let total = entries.iter().map(|&(_, cost)| cost).sum();
+        let expires_at = entries.back().map_or(0, |&(at, _)| at.saturating_add(period));
+        Self { entries, total, expires_at }
+    }
+
+    /// The newest entry (time, cost).
+    pub fn newest(&self) -> Option<(UnixNanos, u64)> {
+        self.entries.back().copied()
+    }
+
     /// When the newest entry leaves the window.
     pub fn expires_at(&self) -> UnixNanos {
         self.expires_at

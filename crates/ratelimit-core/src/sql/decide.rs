@@ -1,0 +1,173 @@
+//! One decision over an open transaction, the same on every engine.
+//!
+//! The engine locks the counter rows of the request's keys (creating the
+//! missing ones), so concurrent decisions on one key queue on its row lock
+//! and never read-then-write the same state. The algorithms are the shared
+//! pure functions; only the state's storage differs per engine.
+
+use std::future::Future;
+
+use smallvec::SmallVec;
+
+use super::state;
+use crate::algorithm::sliding_log::SlidingLog;
+use crate::algorithm::{fixed_window, sliding_counter, token_bucket};
+use crate::clock::UnixNanos;
+use crate::store::CheckRequest;
+use crate::{Algorithm, Decision, Decisions, Limit};
+
+/// A counter row as read under the lock: its state text and expiry.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Row {
+    pub(super) data: String,
+    pub(super) expires_at: i64,
+}
+
+/// What a decision needs from one engine's open transaction.
+pub(super) trait Txn: Send {
+    /// Reads the counter rows of `keys` (sorted, distinct) in that order,
+    /// `None` where missing, and the database's clock. With `exclusive`,
+    /// the rows are locked until commit, created first where missing.
+    fn rows(
+        &mut self,
+        keys: &[&str],
+        exclusive: bool,
+    ) -> impl Future<Output = Result<(Vec<Option<Row>>, UnixNanos), sqlx::Error>> + Send;
+    /// The sliding-log entries (time, cost) of `key` admitted after `after`, oldest first.
+    fn entries(&mut self, key: &str, after: i64) -> impl Future<Output = Result<Vec<(i64, i64)>, sqlx::Error>> + Send;
+    /// Writes a counter row.
+    fn put(&mut self, key: &str, data: &str, expires_at: i64) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    /// Deletes the sliding-log entries of `key` admitted at or before `upto`.
+    fn prune(&mut self, key: &str, upto: i64) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    /// Appends a sliding-log entry.
+    fn append(
+        &mut self,
+        key: &str,
+        at: i64,
+        cost: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+/// The state of one limit as read, ready for its algorithm.
+enum Current {
+    Window(Option<fixed_window::WindowState>),
+    Counter(Option<sliding_counter::CounterState>),
+    Bucket(Option<token_bucket::BucketState>),
+    Log(SlidingLog),
+}
+
+/// Decides `request` inside `txn` and, when `charge` and every limit admits
+/// it, writes the new state. `keys[i]` is the stored key of limit `i`.
+/// Returns the decisions and the number of rows written.
+pub(super) async fn decide<T: Txn>(
+    txn: &mut T,
+    request: &CheckRequest<'_>,
+    keys: &[&str],
+    charge: bool,
+) -> Result<(Decisions, u64), sqlx::Error> {
+    let mut locked: SmallVec<[&str; 2]> = keys.iter().copied().collect();
+    // One lock order for every decision, so multi-limit checks never wait
+    // on each other in a cycle.
+    locked.sort_unstable();
+    locked.dedup();
+    let (rows, db_now) = txn.rows(&locked, charge).await?;
+    let now = request.at.unwrap_or(db_now);
+    let mut currents: SmallVec<[Current; 2]> = SmallVec::new();
+    for (check, key) in request.limits.iter().zip(keys) {
+        let row = locked.binary_search(key).ok().and_then(|i| rows[i].as_ref());
+        // An expired row that cleanup has not reached yet counts as absent.
+        let live = row.filter(|r| nanos(r.expires_at) > now).map(|r| r.data.as_str());
+        let current = match check.limit.algorithm() {
+            Algorithm::FixedWindow => Current::Window(live.and_then(state::window)),
+            Algorithm::SlidingWindowCounter => Current::Counter(live.and_then(state::counter)),
+            Algorithm::TokenBucket => Current::Bucket(live.and_then(state::bucket)),
+            Algorithm::SlidingWindow => {
+                let period = check.limit.period_nanos();
+                let after = signed(now.saturating_sub(period));
+                let entries = txn.entries(key, after).await?;
+                Current::Log(SlidingLog::from_entries(
+                    entries.into_iter().map(|(at, cost)| (nanos(at), nanos(cost))),
+                    period,
+                ))
+            }
+        };
+        currents.push(current);
+    }
+    let mut decisions = Decisions::new();
+    for (check, current) in request.limits.iter().zip(&mut currents) {
+        decisions.push(evaluate(current, now, check.limit, request.cost));
+    }
+    if !decisions.allowed() {
+        // Nothing is charged: limits that would have admitted the request
+        // report themselves as they stand.
+        for (i, (check, current)) in request.limits.iter().zip(&mut currents).enumerate() {
+            if let Some(decision) = decisions.get_mut(i).filter(|d| d.allowed) {
+                *decision = evaluate(current, now, check.limit, 0);
+            }
+        }
+    }
+    let mut written = 0;
+    if charge && request.cost > 0 && decisions.allowed() {
+        for ((check, key), current) in request.limits.iter().zip(keys).zip(currents) {
+            written += write(txn, key, check.limit, current, now, request.cost).await?;
+        }
+    }
+    Ok((decisions, written))
+}
+
+fn evaluate(current: &mut Current, now: UnixNanos, limit: &Limit, cost: u64) -> Decision {
+    match current {
+        Current::Window(s) => fixed_window::decide(*s, now, limit, cost).0,
+        Current::Counter(s) => sliding_counter::decide(*s, now, limit, cost).0,
+        Current::Bucket(s) => token_bucket::decide(*s, now, limit, cost).0,
+        Current::Log(log) => log.decide(now, limit, cost, false),
+    }
+}
+
+/// Writes the charged state of one limit; returns the rows written.
+async fn write<T: Txn>(
+    txn: &mut T,
+    key: &str,
+    limit: &Limit,
+    current: Current,
+    now: UnixNanos,
+    cost: u64,
+) -> Result<u64, sqlx::Error> {
+    let period = limit.period_nanos();
+    match current {
+        Current::Window(s) => {
+            let next = fixed_window::decide(s, now, limit, cost).1;
+            txn.put(key, &state::window_text(&next), signed(next.expires_at())).await?;
+        }
+        Current::Counter(s) => {
+            let next = sliding_counter::decide(s, now, limit, cost).1;
+            txn.put(key, &state::counter_text(&next), signed(next.expires_at(period))).await?;
+        }
+        Current::Bucket(s) => {
+            let next = token_bucket::decide(s, now, limit, cost).1;
+            txn.put(key, &state::bucket_text(&next), signed(next.expires_at())).await?;
+        }
+        Current::Log(mut log) => {
+            log.decide(now, limit, cost, true);
+            let Some((at, cost)) = log.newest() else { return Ok(0) };
+            let expires_at = signed(log.expires_at());
+            txn.prune(key, signed(now.saturating_sub(period))).await?;
+            txn.append(key, signed(at), signed(cost), expires_at).await?;
+            // The counter row is the key's lock; it lives as long as the log.
+            txn.put(key, "", expires_at).await?;
+            return Ok(2);
+        }
+    }
+    Ok(1)
+}
+
+/// Database integers are signed; times until 2262 and costs up to the
+/// rate bound fit.
+pub(super) fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+pub(super) fn nanos(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}

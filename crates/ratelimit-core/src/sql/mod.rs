@@ -1,0 +1,381 @@
+//! The SQL store: PostgreSQL, MySQL/MariaDB and SQLite through `sqlx`.
+//!
+//! Two tables hold the state: `{prefix}counters`, one row per key with the
+//! fixed-window, sliding-counter or token-bucket state in `data` (and the
+//! sliding log's lock row), and `{prefix}entries`, the sliding log's
+//! admitted requests. A decision is one short transaction: lock the
+//! request's counter rows, run the shared algorithms on what they hold,
+//! write the new state when every limit admits the request, commit.
+//! Concurrent decisions on one key queue on its row lock, so none can
+//! read a state another is about to replace.
+
+mod decide;
+mod migrate;
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod settings;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod state;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use smallvec::SmallVec;
+
+use self::decide::Row;
+pub use self::migrate::schema_sql;
+pub use self::settings::{Durability, Engine, SqlSettings};
+use crate::store::{CheckRequest, Health, LimitCheck, Store};
+use crate::{Decisions, StoreError};
+
+/// Tries of one decision that the database aborted to break a deadlock.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Keys longer than this, or not ASCII, are stored as their SHA-256.
+const MAX_STORED_KEY: usize = 255;
+
+/// A rate-limit store in a SQL database. Clones share the pool.
+///
+/// ```no_run
+/// use ratelimit_core::sql::{SqlSettings, SqlStore};
+/// # async fn run() -> Result<(), ratelimit_core::StoreError> {
+/// let store = SqlStore::connect(SqlSettings::from_url("postgres://postgres@127.0.0.1:5432/test")).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqlStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    settings: SqlSettings,
+    engine: Engine,
+    /// Rows written since the last cleanup.
+    writes: AtomicU64,
+    cleaning: AtomicBool,
+}
+
+enum Db {
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Db),
+    #[cfg(feature = "mysql")]
+    MySql(mysql::Db),
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::Db),
+}
+
+/// Calls the same method on whichever engine the store runs on.
+macro_rules! on_engine {
+    ($db:expr, $bound:ident => $body:expr) => {
+        match $db {
+            #[cfg(feature = "postgres")]
+            Db::Postgres($bound) => $body,
+            #[cfg(feature = "mysql")]
+            Db::MySql($bound) => $body,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite($bound) => $body,
+        }
+    };
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("engine", &self.inner.engine)
+            .field("table_prefix", &self.inner.settings.table_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    /// Validates the settings, connects, and applies the migrations unless
+    /// `migrate` is off.
+    pub async fn connect(settings: SqlSettings) -> Result<Self, StoreError> {
+        let engine = settings.validate().map_err(StoreError::Config)?;
+        let db = Db::connect(engine, &settings).await.map_err(|e| connect_error(engine, &settings.url, &e))?;
+        let store = Self {
+            inner: Arc::new(Inner {
+                db,
+                settings,
+                engine,
+                writes: AtomicU64::new(0),
+                cleaning: AtomicBool::new(false),
+            }),
+        };
+        if store.inner.settings.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies the schema migrations that are not applied yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let prefix = &self.inner.settings.table_prefix;
+        on_engine!(&self.inner.db, db => db.migrate(prefix).await).map_err(|e| self.error(e))
+    }
+
+    /// The engine in use.
+    pub fn engine(&self) -> Engine {
+        self.inner.engine
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &SqlSettings {
+        &self.inner.settings
+    }
+
+    /// The connection pool, for PostgreSQL.
+    #[cfg(feature = "postgres")]
+    pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.inner.db {
+            Db::Postgres(db) => Some(&db.pool),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The connection pool, for MySQL and MariaDB.
+    #[cfg(feature = "mysql")]
+    pub fn mysql_pool(&self) -> Option<&sqlx::MySqlPool> {
+        match &self.inner.db {
+            Db::MySql(db) => Some(&db.pool),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The connection pool, for SQLite.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+        match &self.inner.db {
+            Db::Sqlite(db) => Some(&db.pool),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// Deletes every expired row now, in batches; returns how many went.
+    /// The store also does this by itself in the background after
+    /// `cleanup_threshold` writes.
+    pub async fn cleanup(&self) -> Result<u64, StoreError> {
+        let batch = self.inner.settings.cleanup_batch_size;
+        let mut total = 0;
+        loop {
+            let deleted = on_engine!(&self.inner.db, db => db.cleanup_batch(batch).await).map_err(|e| self.error(e))?;
+            total += deleted;
+            if deleted < batch {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn decide(&self, request: CheckRequest<'_>, charge: bool) -> Result<Decisions, StoreError> {
+        request.validate()?;
+        let stored: SmallVec<[StoredKey<'_>; 2]> = request.limits.iter().map(|l| StoredKey::new(l.key)).collect();
+        let keys: SmallVec<[&str; 2]> = stored.iter().map(StoredKey::as_str).collect();
+        let timeout = self.inner.settings.timeout;
+        let work = async {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match on_engine!(&self.inner.db, db => db.decide(&request, &keys, charge).await) {
+                    Err(error) if attempts < MAX_ATTEMPTS && is_transient(&error) => continue,
+                    outcome => break outcome,
+                }
+            }
+        };
+        let (decisions, written) = tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| StoreError::Timeout { store: self.inner.engine.as_str(), after: timeout })?
+            .map_err(|e| self.error(e))?;
+        if written > 0 {
+            self.note_writes(written);
+        }
+        Ok(decisions)
+    }
+
+    /// Starts a background cleanup once enough rows were written; a check
+    /// never waits for it.
+    fn note_writes(&self, written: u64) {
+        let threshold = self.inner.settings.cleanup_threshold;
+        if threshold == 0 {
+            return;
+        }
+        let total = self.inner.writes.fetch_add(written, Ordering::Relaxed) + written;
+        if total < threshold || self.inner.cleaning.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.writes.store(0, Ordering::Relaxed);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.inner.cleaning.store(false, Ordering::Release);
+            return;
+        };
+        let store = self.clone();
+        runtime.spawn(async move {
+            if let Err(error) = store.cleanup().await {
+                tracing::warn!(store = store.inner.engine.as_str(), %error, "rate limit cleanup failed");
+            }
+            store.inner.cleaning.store(false, Ordering::Release);
+        });
+    }
+
+    fn error(&self, error: sqlx::Error) -> StoreError {
+        match error {
+            sqlx::Error::PoolTimedOut => {
+                StoreError::Timeout { store: self.inner.engine.as_str(), after: self.inner.settings.connect_timeout }
+            }
+            other => StoreError::backend(self.inner.engine.as_str(), other),
+        }
+    }
+}
+
+impl Db {
+    async fn connect(engine: Engine, settings: &SqlSettings) -> Result<Self, sqlx::Error> {
+        match engine {
+            #[cfg(feature = "postgres")]
+            Engine::Postgres => postgres::Db::connect(settings).await.map(Db::Postgres),
+            #[cfg(feature = "mysql")]
+            Engine::MySql => mysql::Db::connect(settings).await.map(Db::MySql),
+            #[cfg(feature = "sqlite")]
+            Engine::Sqlite => sqlite::Db::connect(settings).await.map(Db::Sqlite),
+            #[allow(unreachable_patterns)]
+            other => Err(sqlx::Error::Configuration(
+                format!("this build has no {} support; enable the crate feature `{}`", other.as_str(), feature(other))
+                    .into(),
+            )),
+        }
+    }
+}
+
+fn feature(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "postgres",
+        Engine::MySql => "mysql",
+        Engine::Sqlite => "sqlite",
+    }
+}
+
+/// Says which of URL, database, credentials or server is at fault.
+fn connect_error(engine: Engine, url: &str, error: &sqlx::Error) -> StoreError {
+    let target = redact(url);
+    let code = error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned()).unwrap_or_default();
+    let cause = match (engine, code.as_str()) {
+        (Engine::Postgres, "3D000") | (Engine::MySql, "42000") if error.to_string().contains("database") => {
+            "the database does not exist"
+        }
+        (Engine::Postgres, "28P01" | "28000") | (Engine::MySql, "28000") => "the credentials were refused",
+        _ => match error {
+            sqlx::Error::Configuration(_) => "the URL is not valid",
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => "the server cannot be reached",
+            _ => "the connection failed",
+        },
+    };
+    StoreError::Config(format!("database.url: cannot connect to {target}: {cause} ({error})"))
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A deadlock or serialisation failure: the database rolled the
+/// transaction back and it can run again. InnoDB reports these even on
+/// well-ordered locking when several transactions create the same row.
+fn is_transient(error: &sqlx::Error) -> bool {
+    let code = error.as_database_error().and_then(|e| e.code());
+    matches!(code.as_deref(), Some("40001" | "40P01"))
+}
+
+/// Puts found rows (in any order) into the order of `keys`.
+fn rows_in_order(keys: &[&str], found: Vec<(String, Option<Row>)>) -> Vec<Option<Row>> {
+    let mut rows: Vec<Option<Row>> = vec![None; keys.len()];
+    for (key, row) in found {
+        if let Some(i) = keys.iter().position(|k| *k == key) {
+            rows[i] = row;
+        }
+    }
+    rows
+}
+
+/// A key as stored: itself when short and ASCII (the key column is ASCII
+/// and 255 long), else `#` and its SHA-256.
+enum StoredKey<'a> {
+    Plain(&'a str),
+    Hashed(String),
+}
+
+impl<'a> StoredKey<'a> {
+    fn new(key: &'a str) -> Self {
+        if key.len() <= MAX_STORED_KEY && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            return StoredKey::Plain(key);
+        }
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        let mut hashed = String::with_capacity(65);
+        hashed.push('#');
+        for byte in digest {
+            hashed.push_str(&format!("{byte:02x}"));
+        }
+        StoredKey::Hashed(hashed)
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            StoredKey::Plain(key) => key,
+            StoredKey::Hashed(key) => key,
+        }
+    }
+}
+
+impl Store for SqlStore {
+    async fn check<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        self.decide(request, true).await
+    }
+
+    async fn peek<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        self.decide(request, false).await
+    }
+
+    async fn reset<'a>(&'a self, limit: LimitCheck<'a>) -> Result<(), StoreError> {
+        let key = StoredKey::new(limit.key);
+        let timeout = self.inner.settings.timeout;
+        let work = async { on_engine!(&self.inner.db, db => db.reset(key.as_str()).await) };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| StoreError::Timeout { store: self.inner.engine.as_str(), after: timeout })?
+            .map_err(|e| self.error(e))
+    }
+
+    async fn health(&self) -> Result<Health, StoreError> {
+        let started = Instant::now();
+        let timeout = self.inner.settings.timeout.max(Duration::from_secs(1));
+        tokio::time::timeout(timeout, async { on_engine!(&self.inner.db, db => db.ping().await) })
+            .await
+            .map_err(|_| StoreError::Timeout { store: self.inner.engine.as_str(), after: timeout })?
+            .map_err(|e| self.error(e))?;
+        let latency = started.elapsed();
+        let (size, idle) = on_engine!(&self.inner.db, db => db.pool_details());
+        let details = vec![
+            ("engine".to_owned(), self.inner.engine.as_str().to_owned()),
+            ("table_prefix".to_owned(), self.inner.settings.table_prefix.clone()),
+            ("pool_size".to_owned(), size.to_string()),
+            ("pool_idle".to_owned(), idle.to_string()),
+            ("pool_max".to_owned(), self.inner.settings.max_connections.to_string()),
+        ];
+        Ok(Health { store: self.inner.engine.as_str(), latency, details })
+    }
+}

@@ -1,0 +1,219 @@
+//! PostgreSQL: rows locked with `SELECT ... FOR UPDATE` in a READ
+//! COMMITTED transaction; time from `clock_timestamp()`.
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row as _, Transaction};
+
+use super::decide::{self, Row, Txn};
+use super::{Durability, Engine, SqlSettings, migrate, rows_in_order};
+use crate::Decisions;
+use crate::clock::UnixNanos;
+use crate::store::CheckRequest;
+
+/// The database clock in microseconds (the column type's resolution).
+const NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
+
+/// The statements, with the table prefix filled in once.
+pub(super) struct Statements {
+    lock: String,
+    read: String,
+    insert_missing: String,
+    entries: String,
+    put: String,
+    prune: String,
+    append: String,
+    reset_counter: String,
+    reset_entries: String,
+    cleanup_counters: String,
+    cleanup_entries: String,
+}
+
+impl Statements {
+    fn new(p: &str) -> Self {
+        Self {
+            lock: format!(
+                "SELECT bucket_key, data, expires_at, {NOW} FROM {p}counters WHERE bucket_key = ANY($1) ORDER BY bucket_key FOR UPDATE"
+            ),
+            read: format!(
+                "SELECT k, c.data, c.expires_at, {NOW} FROM UNNEST($1::TEXT[]) AS k LEFT JOIN {p}counters c ON c.bucket_key = k"
+            ),
+            insert_missing: format!(
+                "INSERT INTO {p}counters (bucket_key, data, expires_at) SELECT k, '', 0 FROM UNNEST($1::TEXT[]) AS k ORDER BY k ON CONFLICT (bucket_key) DO NOTHING"
+            ),
+            entries: format!(
+                "SELECT admitted_at, cost FROM {p}entries WHERE bucket_key = $1 AND admitted_at > $2 ORDER BY admitted_at, id"
+            ),
+            put: format!(
+                "INSERT INTO {p}counters (bucket_key, data, expires_at) VALUES ($1, $2, $3) ON CONFLICT (bucket_key) DO UPDATE SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at"
+            ),
+            prune: format!("DELETE FROM {p}entries WHERE bucket_key = $1 AND admitted_at <= $2"),
+            append: format!(
+                "INSERT INTO {p}entries (bucket_key, admitted_at, cost, expires_at) VALUES ($1, $2, $3, $4)"
+            ),
+            reset_counter: format!("DELETE FROM {p}counters WHERE bucket_key = $1"),
+            reset_entries: format!("DELETE FROM {p}entries WHERE bucket_key = $1"),
+            // Rows a decision holds are skipped, not waited for: cleanup
+            // never slows a request down.
+            cleanup_counters: format!(
+                "DELETE FROM {p}counters WHERE bucket_key IN (SELECT bucket_key FROM {p}counters WHERE expires_at < {NOW} * 1000 LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            ),
+            cleanup_entries: format!(
+                "DELETE FROM {p}entries WHERE id IN (SELECT id FROM {p}entries WHERE expires_at < {NOW} * 1000 LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            ),
+        }
+    }
+}
+
+/// A connected PostgreSQL store backend.
+pub(super) struct Db {
+    pub(super) pool: PgPool,
+    sql: Statements,
+}
+
+impl Db {
+    pub(super) async fn connect(settings: &SqlSettings) -> Result<Self, sqlx::Error> {
+        let mut options: PgConnectOptions = settings.url.parse()?;
+        if settings.durability == Durability::Fast {
+            // A startup parameter: no extra statement per connection.
+            options = options.options([("synchronous_commit", "off")]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.connect_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, sql: Statements::new(&settings.table_prefix) })
+    }
+
+    pub(super) async fn migrate(&self, prefix: &str) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        // DDL is transactional here; the advisory lock keeps two processes
+        // from creating the same table at once (which PostgreSQL reports
+        // as a unique violation rather than waiting).
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("{prefix}schema"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&migrate::versions_table(Engine::Postgres, prefix)).execute(&mut *tx).await?;
+        for migration in migrate::migrations(Engine::Postgres) {
+            let applied: Option<i64> =
+                sqlx::query_scalar(&format!("SELECT version FROM {prefix}schema_migrations WHERE version = $1"))
+                    .bind(migration.version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if applied.is_some() {
+                continue;
+            }
+            for statement in migration.statements(prefix) {
+                sqlx::query(&statement).execute(&mut *tx).await?;
+            }
+            sqlx::query(&format!("INSERT INTO {prefix}schema_migrations (version, applied_at) VALUES ($1, {NOW})"))
+                .bind(migration.version)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    pub(super) async fn decide(
+        &self,
+        request: &CheckRequest<'_>,
+        keys: &[&str],
+        charge: bool,
+    ) -> Result<(Decisions, u64), sqlx::Error> {
+        let mut txn = PgTxn { tx: self.pool.begin().await?, sql: &self.sql };
+        let outcome = decide::decide(&mut txn, request, keys, charge).await?;
+        txn.tx.commit().await?;
+        Ok(outcome)
+    }
+
+    pub(super) async fn reset(&self, key: &str) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&self.sql.reset_counter).bind(key).execute(&mut *tx).await?;
+        sqlx::query(&self.sql.reset_entries).bind(key).execute(&mut *tx).await?;
+        tx.commit().await
+    }
+
+    /// Deletes up to `batch` expired counter rows and as many entries.
+    pub(super) async fn cleanup_batch(&self, batch: u64) -> Result<u64, sqlx::Error> {
+        let limit = decide::signed(batch);
+        let counters = sqlx::query(&self.sql.cleanup_counters).bind(limit).execute(&self.pool).await?;
+        let entries = sqlx::query(&self.sql.cleanup_entries).bind(limit).execute(&self.pool).await?;
+        Ok(counters.rows_affected() + entries.rows_affected())
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+    }
+
+    pub(super) fn pool_details(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+}
+
+struct PgTxn<'s> {
+    tx: Transaction<'static, Postgres>,
+    sql: &'s Statements,
+}
+
+impl PgTxn<'_> {
+    async fn fetch(
+        &mut self,
+        sql: &str,
+        keys: &[&str],
+    ) -> Result<(Vec<(String, Option<Row>)>, UnixNanos), sqlx::Error> {
+        let rows = sqlx::query(sql).bind(keys).fetch_all(&mut *self.tx).await?;
+        let mut now = 0;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in rows {
+            now = decide::nanos(row.try_get::<i64, _>(3)?).saturating_mul(1_000);
+            let data: Option<String> = row.try_get(1)?;
+            let expires_at: Option<i64> = row.try_get(2)?;
+            let stored = data.zip(expires_at).map(|(data, expires_at)| Row { data, expires_at });
+            found.push((row.try_get(0)?, stored));
+        }
+        Ok((found, now))
+    }
+}
+
+impl Txn for PgTxn<'_> {
+    async fn rows(&mut self, keys: &[&str], exclusive: bool) -> Result<(Vec<Option<Row>>, UnixNanos), sqlx::Error> {
+        let sql = self.sql;
+        if !exclusive {
+            let (found, now) = self.fetch(&sql.read, keys).await?;
+            return Ok((rows_in_order(keys, found), now));
+        }
+        let (mut found, mut now) = self.fetch(&sql.lock, keys).await?;
+        if found.len() < keys.len() {
+            // A row to lock must exist: create the missing ones (racing
+            // creators meet on the primary key) and lock again.
+            let missing: Vec<&str> = keys.iter().copied().filter(|k| !found.iter().any(|(f, _)| f == k)).collect();
+            sqlx::query(&sql.insert_missing).bind(&missing).execute(&mut *self.tx).await?;
+            (found, now) = self.fetch(&sql.lock, keys).await?;
+        }
+        Ok((rows_in_order(keys, found), now))
+    }
+
+    async fn entries(&mut self, key: &str, after: i64) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        sqlx::query_as(&self.sql.entries).bind(key).bind(after).fetch_all(&mut *self.tx).await
+    }
+
+    async fn put(&mut self, key: &str, data: &str, expires_at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(&self.sql.put).bind(key).bind(data).bind(expires_at).execute(&mut *self.tx).await.map(drop)
+    }
+
+    async fn prune(&mut self, key: &str, upto: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(&self.sql.prune).bind(key).bind(upto).execute(&mut *self.tx).await.map(drop)
+    }
+
+    async fn append(&mut self, key: &str, at: i64, cost: i64, expires_at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(&self.sql.append)
+            .bind(key)
+            .bind(at)
+            .bind(cost)
+            .bind(expires_at)
+            .execute(&mut *self.tx)
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,136 @@
+//! Settings of the SQL store, with the seed's names where it has them.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The database engine a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+    /// `mysql://` or `mariadb://`.
+    MySql,
+    /// `sqlite://PATH`, `sqlite:PATH` or `sqlite::memory:`.
+    Sqlite,
+}
+
+impl Engine {
+    /// The engine's name in errors, health reports and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::MySql => "mysql",
+            Engine::Sqlite => "sqlite",
+        }
+    }
+
+    /// Reads the engine from a URL's scheme.
+    pub fn from_url(url: &str) -> Result<Self, String> {
+        let scheme = url.split_once(':').map(|(scheme, _)| scheme.to_ascii_lowercase()).unwrap_or_default();
+        match scheme.as_str() {
+            "postgres" | "postgresql" => Ok(Engine::Postgres),
+            "mysql" | "mariadb" => Ok(Engine::MySql),
+            "sqlite" => Ok(Engine::Sqlite),
+            _ => Err(format!(
+                "database.url: unsupported scheme {scheme:?}; use postgres://, mysql://, mariadb://, sqlite://PATH or sqlite::memory:"
+            )),
+        }
+    }
+}
+
+/// How hard the database works to keep each decision across a crash.
+///
+/// Rate-limit state is short-lived: losing the last second of counters in
+/// a database crash lets a few extra requests through, which is usually a
+/// fair trade for throughput. See `docs/database.md` for measured effects.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// The engine's defaults: every commit is flushed.
+    #[default]
+    Full,
+    /// PostgreSQL: `synchronous_commit = off` on the store's connections;
+    /// SQLite: `synchronous = NORMAL` under WAL. MySQL keeps its server
+    /// setting (`innodb_flush_log_at_trx_commit` is server-wide).
+    Fast,
+}
+
+/// Settings of a [`SqlStore`](super::SqlStore).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqlSettings {
+    /// The database: `postgres://user@host:5432/db`, `mysql://root@host/db`,
+    /// `sqlite://path/to/file.db` or `sqlite::memory:`.
+    pub url: String,
+    /// Most connections the pool opens.
+    pub max_connections: u32,
+    /// How long to wait for a pool connection (and to connect), in seconds.
+    #[serde(with = "crate::serde_seconds")]
+    pub connect_timeout: Duration,
+    /// The longest one decision may take, queries included, in seconds.
+    /// A rate limiter sits on the request path: keep it short.
+    #[serde(with = "crate::serde_seconds")]
+    pub timeout: Duration,
+    /// Prefix of the store's table names; letters, digits and `_`.
+    pub table_prefix: String,
+    /// Apply the schema migrations on connect.
+    pub migrate: bool,
+    /// Delete expired rows (in the background) after this many writes;
+    /// 0 turns the automatic cleanup off.
+    pub cleanup_threshold: u64,
+    /// Rows deleted per cleanup statement.
+    pub cleanup_batch_size: u64,
+    /// Commit durability; see [`Durability`].
+    pub durability: Durability,
+}
+
+impl Default for SqlSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(2),
+            timeout: Duration::from_millis(500),
+            table_prefix: "ratelimit_".to_owned(),
+            migrate: true,
+            cleanup_threshold: 1000,
+            cleanup_batch_size: 1000,
+            durability: Durability::Full,
+        }
+    }
+}
+
+impl SqlSettings {
+    /// The defaults with a database URL.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        Self { url: url.into(), ..Self::default() }
+    }
+
+    /// Checks every field; the error names the one that is wrong.
+    pub fn validate(&self) -> Result<Engine, String> {
+        let engine = Engine::from_url(&self.url)?;
+        if self.max_connections == 0 {
+            return Err("database.max_connections: must be at least 1".to_owned());
+        }
+        if self.connect_timeout.is_zero() {
+            return Err("database.connect_timeout: must be positive".to_owned());
+        }
+        if self.timeout.is_zero() {
+            return Err("database.timeout: must be positive".to_owned());
+        }
+        let prefix_ok = self.table_prefix.len() <= 32
+            && self.table_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !self.table_prefix.starts_with(|c: char| c.is_ascii_digit());
+        if !prefix_ok {
+            return Err(format!(
+                "database.table_prefix: {:?} must be at most 32 letters, digits or '_', not starting with a digit",
+                self.table_prefix
+            ));
+        }
+        if self.cleanup_batch_size == 0 {
+            return Err("database.cleanup_batch_size: must be at least 1".to_owned());
+        }
+        Ok(engine)
+    }
+}

@@ -1,0 +1,195 @@
+//! SQLite: each decision holds the database's write lock (`BEGIN
+//! IMMEDIATE`), so decisions on one file are serialised; time from this
+//! process's clock, since SQLite runs inside it.
+
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row as _, Sqlite, Transaction};
+
+use super::decide::{self, Row, Txn};
+use super::{Durability, Engine, SqlSettings, migrate, rows_in_order};
+use crate::Decisions;
+use crate::clock::{Clock, SystemClock, UnixNanos};
+use crate::store::CheckRequest;
+
+pub(super) struct Statements {
+    prefix: String,
+    entries: String,
+    put: String,
+    prune: String,
+    append: String,
+    reset_counter: String,
+    reset_entries: String,
+    cleanup_counters: String,
+    cleanup_entries: String,
+}
+
+impl Statements {
+    fn new(p: &str) -> Self {
+        Self {
+            prefix: p.to_owned(),
+            entries: format!(
+                "SELECT admitted_at, cost FROM {p}entries WHERE bucket_key = ? AND admitted_at > ? ORDER BY admitted_at, id"
+            ),
+            put: format!(
+                "INSERT INTO {p}counters (bucket_key, data, expires_at) VALUES (?, ?, ?) ON CONFLICT (bucket_key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at"
+            ),
+            prune: format!("DELETE FROM {p}entries WHERE bucket_key = ? AND admitted_at <= ?"),
+            append: format!("INSERT INTO {p}entries (bucket_key, admitted_at, cost, expires_at) VALUES (?, ?, ?, ?)"),
+            reset_counter: format!("DELETE FROM {p}counters WHERE bucket_key = ?"),
+            reset_entries: format!("DELETE FROM {p}entries WHERE bucket_key = ?"),
+            cleanup_counters: format!(
+                "DELETE FROM {p}counters WHERE rowid IN (SELECT rowid FROM {p}counters WHERE expires_at < ? LIMIT ?)"
+            ),
+            cleanup_entries: format!(
+                "DELETE FROM {p}entries WHERE id IN (SELECT id FROM {p}entries WHERE expires_at < ? LIMIT ?)"
+            ),
+        }
+    }
+
+    fn select(&self, count: usize) -> String {
+        let p = &self.prefix;
+        let marks = vec!["?"; count].join(", ");
+        format!("SELECT bucket_key, data, expires_at FROM {p}counters WHERE bucket_key IN ({marks})")
+    }
+}
+
+/// A connected SQLite store backend.
+pub(super) struct Db {
+    pub(super) pool: SqlitePool,
+    sql: Statements,
+}
+
+impl Db {
+    pub(super) async fn connect(settings: &SqlSettings) -> Result<Self, sqlx::Error> {
+        let synchronous = match settings.durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Fast => SqliteSynchronous::Normal,
+        };
+        let options = SqliteConnectOptions::from_str(&settings.url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(settings.timeout);
+        let in_memory = settings.url.contains(":memory:") || settings.url.contains("mode=memory");
+        let mut pool = SqlitePoolOptions::new().acquire_timeout(settings.connect_timeout);
+        pool = if in_memory {
+            // Every connection to `:memory:` opens a database of its own:
+            // keep exactly one, for the life of the store.
+            pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+        } else {
+            pool.max_connections(settings.max_connections)
+        };
+        let pool = pool.connect_with(options).await?;
+        Ok(Self { pool, sql: Statements::new(&settings.table_prefix) })
+    }
+
+    pub(super) async fn migrate(&self, prefix: &str) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(&migrate::versions_table(Engine::Sqlite, prefix)).execute(&mut *tx).await?;
+        for migration in migrate::migrations(Engine::Sqlite) {
+            let applied: Option<i64> =
+                sqlx::query_scalar(&format!("SELECT version FROM {prefix}schema_migrations WHERE version = ?"))
+                    .bind(migration.version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if applied.is_some() {
+                continue;
+            }
+            for statement in migration.statements(prefix) {
+                sqlx::query(&statement).execute(&mut *tx).await?;
+            }
+            sqlx::query(&format!("INSERT INTO {prefix}schema_migrations (version, applied_at) VALUES (?, ?)"))
+                .bind(migration.version)
+                .bind(decide::signed(SystemClock.now()))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+
+    pub(super) async fn decide(
+        &self,
+        request: &CheckRequest<'_>,
+        keys: &[&str],
+        charge: bool,
+    ) -> Result<(Decisions, u64), sqlx::Error> {
+        // The write lock up front: a deferred transaction that reads and
+        // then writes can fail on a concurrent commit instead of waiting.
+        let tx = if charge { self.pool.begin_with("BEGIN IMMEDIATE").await? } else { self.pool.begin().await? };
+        let mut txn = SqliteTxn { tx, sql: &self.sql };
+        let outcome = decide::decide(&mut txn, request, keys, charge).await?;
+        txn.tx.commit().await?;
+        Ok(outcome)
+    }
+
+    pub(super) async fn reset(&self, key: &str) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(&self.sql.reset_counter).bind(key).execute(&mut *tx).await?;
+        sqlx::query(&self.sql.reset_entries).bind(key).execute(&mut *tx).await?;
+        tx.commit().await
+    }
+
+    pub(super) async fn cleanup_batch(&self, batch: u64) -> Result<u64, sqlx::Error> {
+        let now = decide::signed(SystemClock.now());
+        let limit = decide::signed(batch);
+        let counters = sqlx::query(&self.sql.cleanup_counters).bind(now).bind(limit).execute(&self.pool).await?;
+        let entries = sqlx::query(&self.sql.cleanup_entries).bind(now).bind(limit).execute(&self.pool).await?;
+        Ok(counters.rows_affected() + entries.rows_affected())
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+    }
+
+    pub(super) fn pool_details(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+}
+
+struct SqliteTxn<'s> {
+    tx: Transaction<'static, Sqlite>,
+    sql: &'s Statements,
+}
+
+impl Txn for SqliteTxn<'_> {
+    async fn rows(&mut self, keys: &[&str], _exclusive: bool) -> Result<(Vec<Option<Row>>, UnixNanos), sqlx::Error> {
+        // The transaction already holds the write lock: a plain read is
+        // as good as a row lock.
+        let sql = self.sql.select(keys.len());
+        let mut query = sqlx::query(&sql);
+        for key in keys {
+            query = query.bind(*key);
+        }
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in rows {
+            found.push((row.try_get(0)?, Some(Row { data: row.try_get(1)?, expires_at: row.try_get(2)? })));
+        }
+        Ok((rows_in_order(keys, found), SystemClock.now()))
+    }
+
+    async fn entries(&mut self, key: &str, after: i64) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+        sqlx::query_as(&self.sql.entries).bind(key).bind(after).fetch_all(&mut *self.tx).await
+    }
+
+    async fn put(&mut self, key: &str, data: &str, expires_at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(&self.sql.put).bind(key).bind(data).bind(expires_at).execute(&mut *self.tx).await.map(drop)
+    }
+
+    async fn prune(&mut self, key: &str, upto: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(&self.sql.prune).bind(key).bind(upto).execute(&mut *self.tx).await.map(drop)
+    }
+
+    async fn append(&mut self, key: &str, at: i64, cost: i64, expires_at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(&self.sql.append)
+            .bind(key)
+            .bind(at)
+            .bind(cost)
+            .bind(expires_at)
+            .execute(&mut *self.tx)
+            .await
+            .map(drop)
+    }
+}
