@@ -48,19 +48,23 @@ async fn raw_upsert(store: &SqlStore, key: &str) {
     }
 }
 
-async fn create_raw_table(store: &SqlStore) {
-    let (drop, create) =
-        ("DROP TABLE IF EXISTS bench_raw", "CREATE TABLE bench_raw (k VARCHAR(255) PRIMARY KEY, n BIGINT NOT NULL)");
+async fn execute(store: &SqlStore, sql: &str) {
     if let Some(pool) = store.pg_pool() {
-        sqlx::query(drop).execute(pool).await.unwrap();
-        sqlx::query(create).execute(pool).await.unwrap();
+        sqlx::query(sql).execute(pool).await.unwrap();
     } else if let Some(pool) = store.mysql_pool() {
-        sqlx::query(drop).execute(pool).await.unwrap();
-        sqlx::query(create).execute(pool).await.unwrap();
+        sqlx::query(sql).execute(pool).await.unwrap();
     } else if let Some(pool) = store.sqlite_pool() {
-        sqlx::query(drop).execute(pool).await.unwrap();
-        sqlx::query(create).execute(pool).await.unwrap();
+        sqlx::query(sql).execute(pool).await.unwrap();
     }
+}
+
+/// Fresh tables for the store and the raw baseline.
+async fn recreate_tables(store: &SqlStore) {
+    for table in ["raw", "counters", "entries", "schema_migrations"] {
+        execute(store, &format!("DROP TABLE IF EXISTS {PREFIX}{table}")).await;
+    }
+    execute(store, "CREATE TABLE bench_raw (k VARCHAR(255) PRIMARY KEY, n BIGINT NOT NULL)").await;
+    store.migrate().await.unwrap();
 }
 
 /// Operations per second of `work` with `tasks` concurrent tasks.
@@ -112,6 +116,7 @@ async fn connect(url: &str, durability: Durability) -> SqlStore {
         table_prefix: PREFIX.into(),
         max_connections: 16,
         durability,
+        migrate: false,
         timeout: Duration::from_secs(10),
         ..SqlSettings::from_url(url)
     };
@@ -141,7 +146,7 @@ async fn run() {
     println!("|---|---|---|---|---|---|---|---|---|");
     for (engine, url, durability) in cases {
         let store = connect(url, durability).await;
-        create_raw_table(&store).await;
+        recreate_tables(&store).await;
         for tasks in [1, 16] {
             for keys in [1, 10_000] {
                 let raw = measure(&store, Work::Raw, tasks, keys, secs).await;

@@ -16,10 +16,16 @@ use crate::clock::UnixNanos;
 use crate::store::CheckRequest;
 use crate::{Algorithm, Decision, Decisions, Limit};
 
-/// A counter row as read under the lock: its state text and expiry.
+/// A counter row as read under the lock. The fixed window keeps its count
+/// in `count` and its window end in `expires_at`; the token bucket its
+/// theoretical arrival time in `expires_at`: both fit plain integer
+/// columns, which lets one upsert statement decide them
+/// ([`single_statement`]). The sliding counter keeps its state as text in
+/// `data`.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Row {
     pub(super) data: String,
+    pub(super) count: i64,
     pub(super) expires_at: i64,
 }
 
@@ -36,7 +42,13 @@ pub(super) trait Txn: Send {
     /// The sliding-log entries (time, cost) of `key` admitted after `after`, oldest first.
     fn entries(&mut self, key: &str, after: i64) -> impl Future<Output = Result<Vec<(i64, i64)>, sqlx::Error>> + Send;
     /// Writes a counter row.
-    fn put(&mut self, key: &str, data: &str, expires_at: i64) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    fn put(
+        &mut self,
+        key: &str,
+        data: &str,
+        count: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     /// Deletes the sliding-log entries of `key` admitted at or before `upto`.
     fn prune(&mut self, key: &str, upto: i64) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     /// Appends a sliding-log entry.
@@ -77,11 +89,15 @@ pub(super) async fn decide<T: Txn>(
     for (check, key) in request.limits.iter().zip(keys) {
         let row = locked.binary_search(key).ok().and_then(|i| rows[i].as_ref());
         // An expired row that cleanup has not reached yet counts as absent.
-        let live = row.filter(|r| nanos(r.expires_at) > now).map(|r| r.data.as_str());
+        let live = row.filter(|r| nanos(r.expires_at) > now);
         let current = match check.limit.algorithm() {
-            Algorithm::FixedWindow => Current::Window(live.and_then(state::window)),
-            Algorithm::SlidingWindowCounter => Current::Counter(live.and_then(state::counter)),
-            Algorithm::TokenBucket => Current::Bucket(live.and_then(state::bucket)),
+            Algorithm::FixedWindow => Current::Window(
+                live.map(|r| fixed_window::WindowState { end: nanos(r.expires_at), count: nanos(r.count) }),
+            ),
+            Algorithm::SlidingWindowCounter => Current::Counter(live.and_then(|r| state::counter(&r.data))),
+            Algorithm::TokenBucket => {
+                Current::Bucket(live.map(|r| token_bucket::BucketState { tat: nanos(r.expires_at) }))
+            }
             Algorithm::SlidingWindow => {
                 let period = check.limit.period_nanos();
                 let after = signed(now.saturating_sub(period));
@@ -138,15 +154,15 @@ async fn write<T: Txn>(
     match current {
         Current::Window(s) => {
             let next = fixed_window::decide(s, now, limit, cost).1;
-            txn.put(key, &state::window_text(&next), signed(next.expires_at())).await?;
+            txn.put(key, "", signed(next.count), signed(next.expires_at())).await?;
         }
         Current::Counter(s) => {
             let next = sliding_counter::decide(s, now, limit, cost).1;
-            txn.put(key, &state::counter_text(&next), signed(next.expires_at(period))).await?;
+            txn.put(key, &state::counter_text(&next), 0, signed(next.expires_at(period))).await?;
         }
         Current::Bucket(s) => {
             let next = token_bucket::decide(s, now, limit, cost).1;
-            txn.put(key, &state::bucket_text(&next), signed(next.expires_at())).await?;
+            txn.put(key, "", 0, signed(next.expires_at())).await?;
         }
         Current::Log(mut log) => {
             log.decide(now, limit, cost, true);
@@ -155,11 +171,67 @@ async fn write<T: Txn>(
             txn.prune(key, signed(now.saturating_sub(period))).await?;
             txn.append(key, signed(at), signed(cost), expires_at).await?;
             // The counter row is the key's lock; it lives as long as the log.
-            txn.put(key, "", expires_at).await?;
+            txn.put(key, "", 0, expires_at).await?;
             return Ok(2);
         }
     }
     Ok(1)
+}
+
+/// The cases one upsert statement decides: a single fixed-window or
+/// token-bucket limit, charged, with a cost it can ever grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SingleStatement {
+    Window,
+    Bucket,
+}
+
+/// Whether `request` is one of the [`SingleStatement`] cases.
+pub(super) fn single_statement(request: &CheckRequest<'_>, charge: bool) -> Option<SingleStatement> {
+    let [check] = request.limits else { return None };
+    let cost = request.cost;
+    if !charge || cost == 0 || cost > check.limit.capacity() {
+        return None;
+    }
+    match check.limit.algorithm() {
+        Algorithm::FixedWindow => Some(SingleStatement::Window),
+        Algorithm::TokenBucket => Some(SingleStatement::Bucket),
+        _ => None,
+    }
+}
+
+/// The numbers the single-statement upserts bind: for the window the
+/// period, for the bucket the emission interval, and the capacity (in
+/// units for the window, in nanoseconds of tolerance for the bucket).
+pub(super) fn single_statement_params(kind: SingleStatement, limit: &Limit) -> (i64, i64) {
+    match kind {
+        SingleStatement::Window => (signed(limit.period_nanos()), signed(limit.capacity())),
+        SingleStatement::Bucket => {
+            let interval = token_bucket::emission_interval(limit);
+            (signed(interval), signed(interval.saturating_mul(limit.capacity())))
+        }
+    }
+}
+
+/// The decision of an admitted single-statement upsert, from the row it
+/// wrote and the time it used.
+pub(super) fn single_statement_decision(
+    kind: SingleStatement,
+    limit: &Limit,
+    count: i64,
+    expires_at: i64,
+    now: UnixNanos,
+) -> Decision {
+    let capacity = limit.capacity();
+    let until = nanos(expires_at).saturating_sub(now);
+    match kind {
+        SingleStatement::Window => Decision::allowed(capacity, capacity.saturating_sub(nanos(count)), until),
+        SingleStatement::Bucket => {
+            let interval = token_bucket::emission_interval(limit);
+            let tolerance = interval.saturating_mul(capacity);
+            Decision::allowed(capacity, tolerance.saturating_sub(until) / interval, until)
+        }
+    }
 }
 
 /// Database integers are signed; times until 2262 and costs up to the

@@ -36,7 +36,7 @@ impl Statements {
                 "SELECT admitted_at, cost FROM {p}entries WHERE bucket_key = ? AND admitted_at > ? ORDER BY admitted_at, id"
             ),
             put: format!(
-                "INSERT INTO {p}counters (bucket_key, data, expires_at) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE data = VALUES(data), expires_at = VALUES(expires_at)"
+                "INSERT INTO {p}counters (bucket_key, data, count, expires_at) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE data = VALUES(data), count = VALUES(count), expires_at = VALUES(expires_at)"
             ),
             prune: format!("DELETE FROM {p}entries WHERE bucket_key = ? AND admitted_at <= ?"),
             append: format!("INSERT INTO {p}entries (bucket_key, admitted_at, cost, expires_at) VALUES (?, ?, ?, ?)"),
@@ -51,7 +51,9 @@ impl Statements {
         let p = &self.prefix;
         let marks = vec!["?"; count].join(", ");
         let lock = if lock { " ORDER BY bucket_key FOR UPDATE" } else { "" };
-        format!("SELECT bucket_key, data, expires_at, {NOW} FROM {p}counters WHERE bucket_key IN ({marks}){lock}")
+        format!(
+            "SELECT bucket_key, data, count, expires_at, {NOW} FROM {p}counters WHERE bucket_key IN ({marks}){lock}"
+        )
     }
 
     fn insert_missing(&self, count: usize) -> String {
@@ -174,11 +176,11 @@ impl MySqlTxn<'_> {
         let mut now = None;
         let mut found = Vec::with_capacity(rows.len());
         for row in rows {
-            now = Some(decide::nanos(row.try_get::<i64, _>(3)?).saturating_mul(1_000));
+            now = Some(decide::nanos(row.try_get::<i64, _>(4)?).saturating_mul(1_000));
             // A binary collation makes the driver see the key as bytes.
             let key: Vec<u8> = row.try_get(0)?;
             let key = String::from_utf8(key).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-            found.push((key, Some(Row { data: row.try_get(1)?, expires_at: row.try_get(2)? })));
+            found.push((key, Some(Row { data: row.try_get(1)?, count: row.try_get(2)?, expires_at: row.try_get(3)? })));
         }
         Ok((found, now))
     }
@@ -213,8 +215,15 @@ impl Txn for MySqlTxn<'_> {
         sqlx::query_as(&self.sql.entries).bind(key).bind(after).fetch_all(&mut *self.tx).await
     }
 
-    async fn put(&mut self, key: &str, data: &str, expires_at: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(&self.sql.put).bind(key).bind(data).bind(expires_at).execute(&mut *self.tx).await.map(drop)
+    async fn put(&mut self, key: &str, data: &str, count: i64, expires_at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(&self.sql.put)
+            .bind(key)
+            .bind(data)
+            .bind(count)
+            .bind(expires_at)
+            .execute(&mut *self.tx)
+            .await
+            .map(drop)
     }
 
     async fn prune(&mut self, key: &str, upto: i64) -> Result<(), sqlx::Error> {

@@ -4,7 +4,7 @@
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row as _, Transaction};
 
-use super::decide::{self, Row, Txn};
+use super::decide::{self, Row, SingleStatement, Txn};
 use super::{Durability, Engine, SqlSettings, migrate, rows_in_order};
 use crate::Decisions;
 use crate::clock::UnixNanos;
@@ -17,6 +17,8 @@ const NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
 pub(super) struct Statements {
     lock: String,
     read: String,
+    window: String,
+    bucket: String,
     insert_missing: String,
     entries: String,
     put: String,
@@ -32,10 +34,33 @@ impl Statements {
     fn new(p: &str) -> Self {
         Self {
             lock: format!(
-                "SELECT bucket_key, data, expires_at, {NOW} FROM {p}counters WHERE bucket_key = ANY($1) ORDER BY bucket_key FOR UPDATE"
+                "SELECT bucket_key, data, count, expires_at, {NOW} FROM {p}counters WHERE bucket_key = ANY($1) ORDER BY bucket_key FOR UPDATE"
             ),
             read: format!(
-                "SELECT k, c.data, c.expires_at, {NOW} FROM UNNEST($1::TEXT[]) AS k LEFT JOIN {p}counters c ON c.bucket_key = k"
+                "SELECT k, c.data, c.count, c.expires_at, {NOW} FROM UNNEST($1::TEXT[]) AS k LEFT JOIN {p}counters c ON c.bucket_key = k"
+            ),
+            // $1 key, $2 explicit time or NULL, $3 cost, $4 period,
+            // $5 capacity. A conflicting row over capacity is left alone,
+            // and then nothing is returned.
+            window: format!(
+                "WITH t AS (SELECT COALESCE($2::BIGINT, {NOW} * 1000) AS now) \
+                 INSERT INTO {p}counters AS c (bucket_key, data, count, expires_at) \
+                 SELECT $1, '', $3, (t.now / $4 + 1) * $4 FROM t \
+                 ON CONFLICT (bucket_key) DO UPDATE SET \
+                 count = CASE WHEN c.expires_at = EXCLUDED.expires_at THEN c.count + $3 ELSE $3 END, \
+                 expires_at = EXCLUDED.expires_at \
+                 WHERE CASE WHEN c.expires_at = EXCLUDED.expires_at THEN c.count ELSE 0 END + $3 <= $5 \
+                 RETURNING c.count, c.expires_at, (SELECT now FROM t)"
+            ),
+            // $3 cost, $4 emission interval, $5 tolerance (interval × capacity).
+            bucket: format!(
+                "WITH t AS (SELECT COALESCE($2::BIGINT, {NOW} * 1000) AS now) \
+                 INSERT INTO {p}counters AS c (bucket_key, data, count, expires_at) \
+                 SELECT $1, '', 0, t.now + $3 * $4 FROM t \
+                 ON CONFLICT (bucket_key) DO UPDATE SET \
+                 expires_at = GREATEST(c.expires_at, (SELECT now FROM t)) + $3 * $4 \
+                 WHERE GREATEST(c.expires_at, (SELECT now FROM t)) + $3 * $4 - (SELECT now FROM t) <= $5 \
+                 RETURNING c.count, c.expires_at, (SELECT now FROM t)"
             ),
             insert_missing: format!(
                 "INSERT INTO {p}counters (bucket_key, data, expires_at) SELECT k, '', 0 FROM UNNEST($1::TEXT[]) AS k ORDER BY k ON CONFLICT (bucket_key) DO NOTHING"
@@ -44,7 +69,7 @@ impl Statements {
                 "SELECT admitted_at, cost FROM {p}entries WHERE bucket_key = $1 AND admitted_at > $2 ORDER BY admitted_at, id"
             ),
             put: format!(
-                "INSERT INTO {p}counters (bucket_key, data, expires_at) VALUES ($1, $2, $3) ON CONFLICT (bucket_key) DO UPDATE SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at"
+                "INSERT INTO {p}counters (bucket_key, data, count, expires_at) VALUES ($1, $2, $3, $4) ON CONFLICT (bucket_key) DO UPDATE SET data = EXCLUDED.data, count = EXCLUDED.count, expires_at = EXCLUDED.expires_at"
             ),
             prune: format!("DELETE FROM {p}entries WHERE bucket_key = $1 AND admitted_at <= $2"),
             append: format!(
@@ -121,10 +146,45 @@ impl Db {
         keys: &[&str],
         charge: bool,
     ) -> Result<(Decisions, u64), sqlx::Error> {
+        if let Some(kind) = decide::single_statement(request, charge) {
+            if let Some(decided) = self.single_statement(kind, request, keys[0]).await? {
+                return Ok((decided, 1));
+            }
+            // Over the limit, or the window just turned: the transaction
+            // below decides (and charges, if the request fits after all).
+        }
         let mut txn = PgTxn { tx: self.pool.begin().await?, sql: &self.sql };
         let outcome = decide::decide(&mut txn, request, keys, charge).await?;
         txn.tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// One upsert decides and charges; `None` when it wrote nothing.
+    async fn single_statement(
+        &self,
+        kind: SingleStatement,
+        request: &CheckRequest<'_>,
+        key: &str,
+    ) -> Result<Option<Decisions>, sqlx::Error> {
+        let check = &request.limits[0];
+        let (step, bound) = decide::single_statement_params(kind, check.limit);
+        let sql = match kind {
+            SingleStatement::Window => &self.sql.window,
+            SingleStatement::Bucket => &self.sql.bucket,
+        };
+        let row: Option<(i64, i64, i64)> = sqlx::query_as(sql)
+            .bind(key)
+            .bind(request.at.map(decide::signed))
+            .bind(decide::signed(request.cost))
+            .bind(step)
+            .bind(bound)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(count, expires_at, now)| {
+            let mut decisions = Decisions::new();
+            decisions.push(decide::single_statement_decision(kind, check.limit, count, expires_at, decide::nanos(now)));
+            decisions
+        }))
     }
 
     pub(super) async fn reset(&self, key: &str) -> Result<(), sqlx::Error> {
@@ -166,10 +226,12 @@ impl PgTxn<'_> {
         let mut now = 0;
         let mut found = Vec::with_capacity(rows.len());
         for row in rows {
-            now = decide::nanos(row.try_get::<i64, _>(3)?).saturating_mul(1_000);
+            now = decide::nanos(row.try_get::<i64, _>(4)?).saturating_mul(1_000);
             let data: Option<String> = row.try_get(1)?;
-            let expires_at: Option<i64> = row.try_get(2)?;
-            let stored = data.zip(expires_at).map(|(data, expires_at)| Row { data, expires_at });
+            let count: Option<i64> = row.try_get(2)?;
+            let expires_at: Option<i64> = row.try_get(3)?;
+            let stored =
+                data.zip(count.zip(expires_at)).map(|(data, (count, expires_at))| Row { data, count, expires_at });
             found.push((row.try_get(0)?, stored));
         }
         Ok((found, now))
@@ -198,8 +260,15 @@ impl Txn for PgTxn<'_> {
         sqlx::query_as(&self.sql.entries).bind(key).bind(after).fetch_all(&mut *self.tx).await
     }
 
-    async fn put(&mut self, key: &str, data: &str, expires_at: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(&self.sql.put).bind(key).bind(data).bind(expires_at).execute(&mut *self.tx).await.map(drop)
+    async fn put(&mut self, key: &str, data: &str, count: i64, expires_at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(&self.sql.put)
+            .bind(key)
+            .bind(data)
+            .bind(count)
+            .bind(expires_at)
+            .execute(&mut *self.tx)
+            .await
+            .map(drop)
     }
 
     async fn prune(&mut self, key: &str, upto: i64) -> Result<(), sqlx::Error> {

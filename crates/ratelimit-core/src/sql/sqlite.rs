@@ -7,7 +7,7 @@ use std::str::FromStr;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, Sqlite, Transaction};
 
-use super::decide::{self, Row, Txn};
+use super::decide::{self, Row, SingleStatement, Txn};
 use super::{Durability, Engine, SqlSettings, migrate, rows_in_order};
 use crate::Decisions;
 use crate::clock::{Clock, SystemClock, UnixNanos};
@@ -15,6 +15,8 @@ use crate::store::CheckRequest;
 
 pub(super) struct Statements {
     prefix: String,
+    window: String,
+    bucket: String,
     entries: String,
     put: String,
     prune: String,
@@ -29,11 +31,31 @@ impl Statements {
     fn new(p: &str) -> Self {
         Self {
             prefix: p.to_owned(),
+            // ?1 key, ?2 now, ?3 cost, ?4 period, ?5 capacity. A
+            // conflicting row over capacity is left alone, and then
+            // nothing is returned.
+            window: format!(
+                "INSERT INTO {p}counters AS c (bucket_key, data, count, expires_at) \
+                 VALUES (?1, '', ?3, (?2 / ?4 + 1) * ?4) \
+                 ON CONFLICT (bucket_key) DO UPDATE SET \
+                 count = CASE WHEN c.expires_at = excluded.expires_at THEN c.count + ?3 ELSE ?3 END, \
+                 expires_at = excluded.expires_at \
+                 WHERE CASE WHEN c.expires_at = excluded.expires_at THEN c.count ELSE 0 END + ?3 <= ?5 \
+                 RETURNING count, expires_at"
+            ),
+            // ?3 cost, ?4 emission interval, ?5 tolerance (interval × capacity).
+            bucket: format!(
+                "INSERT INTO {p}counters AS c (bucket_key, data, count, expires_at) \
+                 VALUES (?1, '', 0, ?2 + ?3 * ?4) \
+                 ON CONFLICT (bucket_key) DO UPDATE SET expires_at = MAX(c.expires_at, ?2) + ?3 * ?4 \
+                 WHERE MAX(c.expires_at, ?2) + ?3 * ?4 - ?2 <= ?5 \
+                 RETURNING count, expires_at"
+            ),
             entries: format!(
                 "SELECT admitted_at, cost FROM {p}entries WHERE bucket_key = ? AND admitted_at > ? ORDER BY admitted_at, id"
             ),
             put: format!(
-                "INSERT INTO {p}counters (bucket_key, data, expires_at) VALUES (?, ?, ?) ON CONFLICT (bucket_key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at"
+                "INSERT INTO {p}counters (bucket_key, data, count, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT (bucket_key) DO UPDATE SET data = excluded.data, count = excluded.count, expires_at = excluded.expires_at"
             ),
             prune: format!("DELETE FROM {p}entries WHERE bucket_key = ? AND admitted_at <= ?"),
             append: format!("INSERT INTO {p}entries (bucket_key, admitted_at, cost, expires_at) VALUES (?, ?, ?, ?)"),
@@ -51,7 +73,7 @@ impl Statements {
     fn select(&self, count: usize) -> String {
         let p = &self.prefix;
         let marks = vec!["?"; count].join(", ");
-        format!("SELECT bucket_key, data, expires_at FROM {p}counters WHERE bucket_key IN ({marks})")
+        format!("SELECT bucket_key, data, count, expires_at FROM {p}counters WHERE bucket_key IN ({marks})")
     }
 }
 
@@ -115,6 +137,13 @@ impl Db {
         keys: &[&str],
         charge: bool,
     ) -> Result<(Decisions, u64), sqlx::Error> {
+        if let Some(kind) = decide::single_statement(request, charge) {
+            if let Some(decided) = self.single_statement(kind, request, keys[0]).await? {
+                return Ok((decided, 1));
+            }
+            // Over the limit, or the window just turned: the transaction
+            // below decides (and charges, if the request fits after all).
+        }
         // The write lock up front: a deferred transaction that reads and
         // then writes can fail on a concurrent commit instead of waiting.
         let tx = if charge { self.pool.begin_with("BEGIN IMMEDIATE").await? } else { self.pool.begin().await? };
@@ -122,6 +151,35 @@ impl Db {
         let outcome = decide::decide(&mut txn, request, keys, charge).await?;
         txn.tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// One upsert decides and charges; `None` when it wrote nothing.
+    async fn single_statement(
+        &self,
+        kind: SingleStatement,
+        request: &CheckRequest<'_>,
+        key: &str,
+    ) -> Result<Option<Decisions>, sqlx::Error> {
+        let check = &request.limits[0];
+        let now = request.at.unwrap_or_else(|| SystemClock.now());
+        let (step, bound) = decide::single_statement_params(kind, check.limit);
+        let sql = match kind {
+            SingleStatement::Window => &self.sql.window,
+            SingleStatement::Bucket => &self.sql.bucket,
+        };
+        let row: Option<(i64, i64)> = sqlx::query_as(sql)
+            .bind(key)
+            .bind(decide::signed(now))
+            .bind(decide::signed(request.cost))
+            .bind(step)
+            .bind(bound)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(count, expires_at)| {
+            let mut decisions = Decisions::new();
+            decisions.push(decide::single_statement_decision(kind, check.limit, count, expires_at, now));
+            decisions
+        }))
     }
 
     pub(super) async fn reset(&self, key: &str) -> Result<(), sqlx::Error> {
@@ -165,7 +223,10 @@ impl Txn for SqliteTxn<'_> {
         let rows = query.fetch_all(&mut *self.tx).await?;
         let mut found = Vec::with_capacity(rows.len());
         for row in rows {
-            found.push((row.try_get(0)?, Some(Row { data: row.try_get(1)?, expires_at: row.try_get(2)? })));
+            found.push((
+                row.try_get(0)?,
+                Some(Row { data: row.try_get(1)?, count: row.try_get(2)?, expires_at: row.try_get(3)? }),
+            ));
         }
         Ok((rows_in_order(keys, found), SystemClock.now()))
     }
@@ -174,8 +235,15 @@ impl Txn for SqliteTxn<'_> {
         sqlx::query_as(&self.sql.entries).bind(key).bind(after).fetch_all(&mut *self.tx).await
     }
 
-    async fn put(&mut self, key: &str, data: &str, expires_at: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(&self.sql.put).bind(key).bind(data).bind(expires_at).execute(&mut *self.tx).await.map(drop)
+    async fn put(&mut self, key: &str, data: &str, count: i64, expires_at: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(&self.sql.put)
+            .bind(key)
+            .bind(data)
+            .bind(count)
+            .bind(expires_at)
+            .execute(&mut *self.tx)
+            .await
+            .map(drop)
     }
 
     async fn prune(&mut self, key: &str, upto: i64) -> Result<(), sqlx::Error> {

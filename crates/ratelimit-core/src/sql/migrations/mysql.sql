@@ -4,6 +4,7 @@
 CREATE TABLE IF NOT EXISTS {prefix}counters (
     bucket_key VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
     data VARCHAR(64) NOT NULL,
+    count BIGINT NOT NULL DEFAULT 0,
     expires_at BIGINT NOT NULL,
     INDEX {prefix}counters_expires_at (expires_at)
 ) ENGINE = InnoDB;

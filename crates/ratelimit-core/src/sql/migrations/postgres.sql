@@ -3,6 +3,7 @@
 CREATE TABLE IF NOT EXISTS {prefix}counters (
     bucket_key VARCHAR(255) PRIMARY KEY,
     data VARCHAR(64) NOT NULL,
+    count BIGINT NOT NULL DEFAULT 0,
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {prefix}counters_expires_at ON {prefix}counters (expires_at);

@@ -3,6 +3,7 @@
 CREATE TABLE IF NOT EXISTS {prefix}counters (
     bucket_key TEXT PRIMARY KEY NOT NULL,
     data TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 0,
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {prefix}counters_expires_at ON {prefix}counters (expires_at);
