@@ -42,6 +42,7 @@ mod rate;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod serde_seconds;
+pub mod settings;
 #[cfg(feature = "sql")]
 pub mod sql;
 pub mod store;
@@ -58,6 +59,7 @@ pub use error::{ACCEPTED_RATE_FORMS, AlgorithmParseError, RateParseError, StoreE
 pub use memory::MemoryStore;
 pub use multi::{MultiStore, MultiStoreConfig, Strategy};
 pub use rate::{MAX_LIMIT, MAX_PERIOD, Rate};
+pub use settings::{Settings, SettingsError};
 pub use store::{
     BoxFuture, CheckRequest, CounterAdapter, CounterStore, DynStore, Health, LimitCheck, SharedStore, Store,
 };

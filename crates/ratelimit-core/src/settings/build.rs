@@ -1,0 +1,267 @@
+//! Stores built from [`Settings`]: the memory store, Redis, SQL, custom
+//! stores registered in code, a multi-store chain of any of them, each
+//! behind a circuit breaker when `[circuit_breaker]` is set.
+//!
+//! Shared stores connect lazily: a store whose server is down when the
+//! application starts does not stop it from starting; each call retries
+//! the connection (the breaker, when configured, spaces the retries out)
+//! and the failure policy or the next store of a chain answers meanwhile.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use super::{MemorySettings, Settings, SettingsError, error};
+use crate::breaker::CircuitBreaker;
+use crate::multi::{MultiStore, MultiStoreConfig, Strategy};
+use crate::store::{BoxFuture, CheckRequest, Health, LimitCheck, SharedStore, Store};
+use crate::{Decisions, StoreError};
+
+/// Builds a custom store from its settings table.
+pub type StoreFactory = Arc<dyn Fn(toml::Table) -> BoxFuture<'static, Result<SharedStore, StoreError>> + Send + Sync>;
+
+/// Custom stores by the name `backend = "..."` selects them with.
+#[derive(Clone, Default)]
+pub struct StoreRegistry {
+    factories: HashMap<String, StoreFactory>,
+}
+
+impl std::fmt::Debug for StoreRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.factories.keys()).finish()
+    }
+}
+
+impl StoreRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a store under `name` (e.g. `"acme.dynamo"`); the factory
+    /// receives the `[name]` section of the settings, or the `config` of a
+    /// `[[backends]]` entry.
+    pub fn register<F, Fut>(&mut self, name: impl Into<String>, factory: F) -> &mut Self
+    where
+        F: Fn(toml::Table) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<SharedStore, StoreError>> + Send + 'static,
+    {
+        self.factories.insert(name.into(), Arc::new(move |config| Box::pin(factory(config))));
+        self
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.factories.keys().map(String::as_str)
+    }
+}
+
+/// One configured store.
+#[derive(Clone, Debug)]
+pub struct Member {
+    /// Its name: the `[[backends]]` name, or the backend for a single store.
+    pub name: String,
+    /// `memory`, `redis`, `database` or the custom store's name.
+    pub kind: String,
+    /// The store, behind its circuit breaker when one is configured.
+    pub store: SharedStore,
+}
+
+/// The stores the settings describe.
+#[derive(Clone, Debug)]
+pub struct BuiltStore {
+    /// The store a layer uses: the single store, or the multi-store.
+    pub store: SharedStore,
+    /// Every configured store, in order.
+    pub members: Vec<Member>,
+    /// The multi-store's strategy; `None` for a single store.
+    pub strategy: Option<Strategy>,
+}
+
+/// Builds the stores of `settings`; `source` names the settings file in errors.
+pub async fn build_store(
+    settings: &Settings,
+    registry: &StoreRegistry,
+    source: &str,
+) -> Result<BuiltStore, SettingsError> {
+    if settings.backend != "multi" {
+        let section = section_of(settings, &settings.backend);
+        let member =
+            member(settings, registry, source, &settings.backend, &settings.backend, section, &settings.backend)?;
+        return Ok(BuiltStore { store: member.store.clone(), members: vec![member], strategy: None });
+    }
+    let mut members = Vec::new();
+    for (i, entry) in settings.backends.iter().enumerate() {
+        let field = format!("backends[{i}]");
+        let config = toml::Value::Table(entry.config.clone());
+        members.push(member(settings, registry, source, &entry.name, &entry.backend, config, &field)?);
+    }
+    let config = MultiStoreConfig {
+        multi_backend_strategy: settings.multi_backend_strategy,
+        health_check_interval: settings.health_check_interval,
+        health_check_timeout: settings.health_check_timeout,
+    };
+    let chain = MultiStore::new(members.iter().map(|m| (m.name.clone(), m.store.clone())), config)
+        .map_err(|e| SettingsError::new(source, "backends", e.to_string()))?;
+    Ok(BuiltStore { store: SharedStore::new(chain), members, strategy: Some(settings.multi_backend_strategy) })
+}
+
+/// The section a single backend reads its settings from.
+fn section_of(settings: &Settings, backend: &str) -> toml::Value {
+    let table = match backend {
+        "memory" => toml::Value::try_from(&settings.memory).ok(),
+        "redis" => toml::Value::try_from(&settings.redis).ok(),
+        "database" => toml::Value::try_from(&settings.database).ok(),
+        _ => None,
+    };
+    table.unwrap_or_else(|| toml::Value::Table(toml::Table::new()))
+}
+
+fn member(
+    settings: &Settings,
+    registry: &StoreRegistry,
+    source: &str,
+    name: &str,
+    backend: &str,
+    config: toml::Value,
+    field: &str,
+) -> Result<Member, SettingsError> {
+    let config_field = if field == backend { backend.to_owned() } else { format!("{field}.config") };
+    let store = match backend {
+        "memory" => {
+            let memory: MemorySettings = parse(config, source, &config_field)?;
+            memory_store(&memory, source, &config_field)?
+        }
+        "redis" => redis_store(config, source, &config_field)?,
+        "database" => sql_store(config, source, &config_field)?,
+        custom => match registry.factories.get(custom) {
+            Some(factory) => {
+                // A custom store takes its settings from its `[[backends]]`
+                // entry's `config`; as the single backend, from nothing.
+                let table = match config {
+                    toml::Value::Table(table) => table,
+                    _ => toml::Table::new(),
+                };
+                let factory = factory.clone();
+                lazy(move || factory(table.clone()))
+            }
+            None => {
+                let known = ["memory", "redis", "database", "multi"].into_iter().chain(registry.names());
+                let hint = error::closest(custom, known).map(|k| format!("; did you mean `{k}`?")).unwrap_or_default();
+                let where_ = if field == backend { "backend".to_owned() } else { format!("{field}.backend") };
+                return Err(SettingsError::new(
+                    source,
+                    &where_,
+                    format!(
+                        "unknown store {custom:?}: use memory, redis, database, multi or a store registered in code{hint}"
+                    ),
+                ));
+            }
+        },
+    };
+    let store = match &settings.circuit_breaker {
+        Some(breaker) => SharedStore::new(
+            CircuitBreaker::new(store, name.to_owned(), breaker.clone())
+                .map_err(|e| SettingsError::new(source, "circuit_breaker", e.to_string()))?,
+        ),
+        None => store,
+    };
+    Ok(Member { name: name.to_owned(), kind: backend.to_owned(), store })
+}
+
+fn parse<T: DeserializeOwned>(config: toml::Value, source: &str, field: &str) -> Result<T, SettingsError> {
+    error::deserialize(config, source).map_err(|e| {
+        let path = if e.field().is_empty() { field.to_owned() } else { format!("{field}.{}", e.field()) };
+        SettingsError::new(source, &path, e.message())
+    })
+}
+
+#[cfg(feature = "memory")]
+fn memory_store(memory: &MemorySettings, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
+    if memory.max_keys == 0 {
+        return Err(SettingsError::new(source, &format!("{field}.max_keys"), "must be at least 1"));
+    }
+    let interval = (memory.cleanup_interval > 0).then(|| std::time::Duration::from_secs(memory.cleanup_interval));
+    Ok(SharedStore::new(crate::MemoryStore::builder().max_keys(memory.max_keys).cleanup_interval(interval).build()))
+}
+
+#[cfg(not(feature = "memory"))]
+fn memory_store(_: &MemorySettings, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
+    Err(SettingsError::new(source, field, "this build has no memory store; enable the crate feature `memory`"))
+}
+
+#[cfg(feature = "redis")]
+fn redis_store(config: toml::Value, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
+    let redis: crate::redis::RedisSettings = parse(config, source, field)?;
+    redis.validate().map_err(|e| SettingsError::new(source, field, e.to_string()))?;
+    Ok(lazy(move || {
+        let redis = redis.clone();
+        Box::pin(async move { crate::redis::RedisStore::connect(redis).await.map(SharedStore::new) })
+    }))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store(_: toml::Value, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
+    Err(SettingsError::new(source, field, "this build has no Redis store; enable the crate feature `redis`"))
+}
+
+#[cfg(feature = "sql")]
+fn sql_store(config: toml::Value, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
+    let database: crate::sql::SqlSettings = parse(config, source, field)?;
+    if database.url.is_empty() {
+        return Err(SettingsError::new(source, &format!("{field}.url"), "is required for the database store"));
+    }
+    database.validate().map_err(|e| SettingsError::new(source, field, e))?;
+    Ok(lazy(move || {
+        let database = database.clone();
+        Box::pin(async move { crate::sql::SqlStore::connect(database).await.map(SharedStore::new) })
+    }))
+}
+
+#[cfg(not(feature = "sql"))]
+fn sql_store(_: toml::Value, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
+    Err(SettingsError::new(
+        source,
+        field,
+        "this build has no SQL store; enable the crate feature `postgres`, `mysql` or `sqlite`",
+    ))
+}
+
+type Connect = Box<dyn Fn() -> BoxFuture<'static, Result<SharedStore, StoreError>> + Send + Sync>;
+
+/// A store that connects on first use and again after a failed attempt.
+struct LazyStore {
+    connected: tokio::sync::OnceCell<SharedStore>,
+    connect: Connect,
+}
+
+fn lazy<F>(connect: F) -> SharedStore
+where
+    F: Fn() -> BoxFuture<'static, Result<SharedStore, StoreError>> + Send + Sync + 'static,
+{
+    SharedStore::new(LazyStore { connected: tokio::sync::OnceCell::new(), connect: Box::new(connect) })
+}
+
+impl LazyStore {
+    async fn get(&self) -> Result<&SharedStore, StoreError> {
+        self.connected.get_or_try_init(|| (self.connect)()).await
+    }
+}
+
+impl Store for LazyStore {
+    async fn check<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        self.get().await?.check(request).await
+    }
+
+    async fn peek<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        self.get().await?.peek(request).await
+    }
+
+    async fn reset<'a>(&'a self, limit: LimitCheck<'a>) -> Result<(), StoreError> {
+        self.get().await?.reset(limit).await
+    }
+
+    async fn health(&self) -> Result<Health, StoreError> {
+        self.get().await?.health().await
+    }
+}

@@ -1,0 +1,120 @@
+//! Settings errors that name the file and the field, with a suggestion
+//! when an unknown name is close to a known one.
+
+use serde::de::DeserializeOwned;
+
+/// A settings file or environment variable that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{source_name}: {}{message}", field_prefix(.field))]
+pub struct SettingsError {
+    source_name: String,
+    field: String,
+    message: String,
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() { String::new() } else { format!("{field}: ") }
+}
+
+impl SettingsError {
+    pub(crate) fn new(source: &str, field: &str, message: impl Into<String>) -> Self {
+        Self { source_name: source.to_owned(), field: field.to_owned(), message: message.into() }
+    }
+
+    /// The file (or `environment`) the error is in.
+    pub fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
+    /// The dotted path of the field, e.g. `redis.socket_timeout`; empty
+    /// for errors about the whole file.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// What is wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// Deserializes with the path of the failing field and a "did you mean".
+pub(crate) fn deserialize<T: DeserializeOwned>(value: toml::Value, source: &str) -> Result<T, SettingsError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let full = error.into_inner().to_string();
+        // The TOML decoder appends "in `section`"; the path says it already.
+        let message = full.lines().next().unwrap_or_default();
+        let mut message = with_suggestion(message);
+        if path.starts_with("backends[") && message.contains("unknown field") && is_top_level(&message) {
+            message.push_str(
+                "; in TOML a key after a [[backends]] entry belongs to that entry: move top-level keys above the first section",
+            );
+        }
+        SettingsError::new(source, &path, message)
+    })
+}
+
+/// Adds "did you mean `x`?" to serde's `unknown field`/`unknown variant`
+/// messages when one of the expected names is close.
+pub(crate) fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.strip_prefix("unknown field `").or_else(|| message.strip_prefix("unknown variant `"))
+    else {
+        return message.to_owned();
+    };
+    let Some((unknown, expected)) = rest.split_once('`') else { return message.to_owned() };
+    let candidates = expected.split('`').skip(1).step_by(2);
+    match closest(unknown, candidates) {
+        Some(best) => format!("{message}; did you mean `{best}`?"),
+        None => message.to_owned(),
+    }
+}
+
+/// The candidate nearest to `word` by edit distance, if near enough to be
+/// a typo (a third of the word's length, at least 2; 1 for words of up to
+/// three letters).
+pub(crate) fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let length = word.chars().count();
+    let limit = if length <= 3 { 1 } else { (length / 3).max(2) };
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(&word.to_lowercase(), c), c))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+fn is_top_level(message: &str) -> bool {
+    ["multi_backend_strategy", "health_check_interval", "health_check_timeout"]
+        .iter()
+        .any(|name| message.contains(&format!("`{name}`")))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_nearest_known_name() {
+        let message = "unknown field `bakend`, expected one of `backend`, `algorithm`, `key_prefix`";
+        assert!(with_suggestion(message).ends_with("did you mean `backend`?"));
+        let far = "unknown field `zzzzzz`, expected one of `backend`, `algorithm`";
+        assert_eq!(with_suggestion(far), far);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+}

@@ -1,0 +1,227 @@
+//! One settings struct for the whole limiter, read from a TOML file and
+//! overridden by `RATELIMIT_*` environment variables, with the seed's
+//! names (`backend`, `algorithm`, `key_prefix`, `[redis]`, `[database]`,
+//! `[[backends]]`, `[circuit_breaker]`, `[middleware]`, ...).
+//!
+//! Every mistake is an error naming the file and the field, with a "did
+//! you mean" when a name is close to a known one. Stores are built from
+//! the settings by [`build`](crate::settings::build_store).
+
+mod build;
+mod env;
+mod error;
+
+use std::path::Path;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+pub use self::build::{BuiltStore, StoreFactory, StoreRegistry, build_store};
+pub use self::error::SettingsError;
+use crate::breaker::BreakerConfig;
+use crate::multi::Strategy;
+use crate::{Algorithm, Rate};
+
+/// What a layer does when its store cannot answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Let the request through, flagged as not limited.
+    #[default]
+    Open,
+    /// Answer 503 Service Unavailable.
+    Closed,
+    /// Decide with a bounded in-process memory store.
+    Local,
+}
+
+/// The memory store's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemorySettings {
+    /// Most keys held; the least recently used go first (default 10,000).
+    pub max_keys: usize,
+    /// Seconds between sweeps of expired keys; 0 turns sweeping off (default 300).
+    pub cleanup_interval: u64,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self { max_keys: 10_000, cleanup_interval: 300 }
+    }
+}
+
+/// One store of a `backend = "multi"` chain.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSettings {
+    /// A unique name, used in logs, health reports and metrics.
+    pub name: String,
+    /// `memory`, `redis`, `database` or a registered custom store.
+    pub backend: String,
+    /// The store's settings, as its own section would hold them.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+/// The `[middleware]` section: one site-wide layer built from settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MiddlewareSettings {
+    /// The rate of paths no prefix rule matches; none leaves them unlimited.
+    pub default_rate: Option<Rate>,
+    /// `ip`, `user`, `global` or `header:<name>`.
+    pub key: String,
+    /// Answer 429 when over the limit; `false` only reports (shadow mode).
+    pub block: bool,
+    /// Paths never limited (exact match).
+    pub skip_paths: Vec<String>,
+    /// Path prefix to rate; the first matching prefix, in file order, applies,
+    /// and all paths under it share one bucket per client.
+    pub rate_limits: IndexMap<String, Rate>,
+}
+
+impl Default for MiddlewareSettings {
+    fn default() -> Self {
+        Self { default_rate: None, key: "ip".into(), block: true, skip_paths: Vec::new(), rate_limits: IndexMap::new() }
+    }
+}
+
+/// Everything the limiter reads from its settings file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `memory` (default), `redis`, `database`, `multi`, or the name of a
+    /// custom store registered in code.
+    pub backend: String,
+    /// The algorithm of every limit that names none (default `sliding_window`).
+    pub algorithm: Algorithm,
+    /// Prepended to every store key (default `ratelimit:`).
+    pub key_prefix: String,
+    /// `open` (default), `closed` or `local`.
+    pub failure_mode: FailureMode,
+    /// `[memory]`.
+    pub memory: MemorySettings,
+    /// `[redis]`.
+    #[cfg(feature = "redis")]
+    pub redis: crate::redis::RedisSettings,
+    /// `[redis]` (this build has no Redis support).
+    #[cfg(not(feature = "redis"))]
+    pub redis: toml::Table,
+    /// `[database]`.
+    #[cfg(feature = "sql")]
+    pub database: crate::sql::SqlSettings,
+    /// `[database]` (this build has no SQL support).
+    #[cfg(not(feature = "sql"))]
+    pub database: toml::Table,
+    /// `[[backends]]`: the chain of `backend = "multi"`.
+    pub backends: Vec<BackendSettings>,
+    /// `first_healthy` (default) or `round_robin`.
+    pub multi_backend_strategy: Strategy,
+    /// Seconds between health checks of a multi-store's members (default 30).
+    #[serde(with = "crate::serde_seconds")]
+    pub health_check_interval: Duration,
+    /// Seconds one health check may take (default 5).
+    #[serde(with = "crate::serde_seconds")]
+    pub health_check_timeout: Duration,
+    /// `[circuit_breaker]`: when present, every store is wrapped in one.
+    pub circuit_breaker: Option<BreakerConfig>,
+    /// `[middleware]`.
+    pub middleware: MiddlewareSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            backend: "memory".into(),
+            algorithm: Algorithm::SlidingWindow,
+            key_prefix: "ratelimit:".into(),
+            failure_mode: FailureMode::Open,
+            memory: MemorySettings::default(),
+            redis: Default::default(),
+            database: Default::default(),
+            backends: Vec::new(),
+            multi_backend_strategy: Strategy::FirstHealthy,
+            health_check_interval: Duration::from_secs(30),
+            health_check_timeout: Duration::from_secs(5),
+            circuit_breaker: None,
+            middleware: MiddlewareSettings::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads a TOML file and applies the `RATELIMIT_*` variables of this
+    /// process's environment.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SettingsError> {
+        let path = path.as_ref();
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SettingsError::new(&source, "", format!("cannot read the file: {e}")))?;
+        Self::from_toml(&text, &source, std::env::vars())
+    }
+
+    /// Parses TOML `text` (named `source` in errors) and applies the
+    /// `RATELIMIT_*` variables among `env`.
+    pub fn from_toml(
+        text: &str,
+        source: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut table: toml::Table = toml::from_str(text)
+            .map_err(|e| SettingsError::new(source, "", format!("not valid TOML: {}", e.message())))?;
+        env::apply(&mut table, env, source)?;
+        let settings: Settings = error::deserialize(toml::Value::Table(table), source)?;
+        settings.validate(source)?;
+        Ok(settings)
+    }
+
+    /// The defaults with the environment applied, for running without a file.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_toml("", "environment", std::env::vars())
+    }
+
+    fn validate(&self, source: &str) -> Result<(), SettingsError> {
+        let fail = |field: &str, message: String| Err(SettingsError::new(source, field, message));
+        if self.backend.trim().is_empty() {
+            return fail("backend", "must name a store: memory, redis, database, multi or a registered store".into());
+        }
+        if self.backend == "multi" && self.backends.is_empty() {
+            return fail("backends", "backend = \"multi\" needs at least one [[backends]] entry".into());
+        }
+        if self.health_check_interval.is_zero() {
+            return fail("health_check_interval", "must be above 0".into());
+        }
+        if self.health_check_timeout.is_zero() {
+            return fail("health_check_timeout", "must be above 0".into());
+        }
+        if self.key_prefix.contains(['{', '}']) {
+            return fail("key_prefix", "must not contain braces (they would move Redis Cluster hash slots)".into());
+        }
+        for (i, entry) in self.backends.iter().enumerate() {
+            if entry.name.trim().is_empty() || self.backends[..i].iter().any(|e| e.name == entry.name) {
+                return fail(&format!("backends[{i}].name"), format!("{:?} must be set and unique", entry.name));
+            }
+            if entry.backend == "multi" {
+                return fail(&format!("backends[{i}].backend"), "a multi-store cannot contain another".into());
+            }
+        }
+        let key = self.middleware.key.as_str();
+        let key_ok =
+            matches!(key, "ip" | "user" | "global") || key.strip_prefix("header:").is_some_and(http_token);
+        if !key_ok {
+            return fail("middleware.key", format!("{key:?}: use ip, user, global or header:<name>"));
+        }
+        for prefix in self.middleware.rate_limits.keys().chain(&self.middleware.skip_paths) {
+            if !prefix.starts_with('/') {
+                return fail("middleware", format!("path {prefix:?} must start with '/'"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn http_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}

@@ -1,0 +1,201 @@
+//! Settings files, environment overrides, errors, and stores built from them.
+
+use std::time::Duration;
+
+use ratelimit_core::multi::Strategy;
+use ratelimit_core::settings::{FailureMode, StoreRegistry, build_store};
+use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, MemoryStore, Settings, SharedStore, Store};
+
+const FULL: &str = r#"
+backend = "redis"
+algorithm = "token_bucket"
+key_prefix = "rl:"
+failure_mode = "closed"
+multi_backend_strategy = "round_robin"
+health_check_interval = 10
+health_check_timeout = 2
+
+[memory]
+max_keys = 500
+cleanup_interval = 60
+
+[redis]
+host = "10.0.0.5"
+port = 6380
+socket_timeout = 0.2
+
+[database]
+url = "postgres://postgres@127.0.0.1:5432/test"
+cleanup_threshold = 500
+
+[[backends]]
+name = "primary"
+backend = "redis"
+config = { host = "127.0.0.1", port = 6379 }
+
+[[backends]]
+name = "fallback"
+backend = "memory"
+
+[circuit_breaker]
+failure_threshold = 3
+recovery_timeout = 30
+
+[middleware]
+default_rate = "100/m"
+key = "header:x-api-key"
+block = false
+skip_paths = ["/health"]
+
+[middleware.rate_limits]
+"/auth/login" = "5/m"
+"/api/" = "1000/h"
+"#;
+
+fn no_env() -> Vec<(String, String)> {
+    Vec::new()
+}
+
+#[test]
+fn every_section_is_read() {
+    let s = Settings::from_toml(FULL, "limits.toml", no_env()).unwrap();
+    assert_eq!(s.backend, "redis");
+    assert_eq!(s.algorithm, Algorithm::TokenBucket);
+    assert_eq!(s.failure_mode, FailureMode::Closed);
+    assert_eq!(s.memory.max_keys, 500);
+    assert_eq!(s.redis.port, 6380);
+    assert_eq!(s.redis.socket_timeout, Duration::from_millis(200));
+    assert_eq!(s.database.cleanup_threshold, 500);
+    assert_eq!(s.backends.len(), 2);
+    assert_eq!(s.multi_backend_strategy, Strategy::RoundRobin);
+    assert_eq!(s.health_check_timeout, Duration::from_secs(2));
+    assert_eq!(s.circuit_breaker.as_ref().unwrap().failure_threshold, 3);
+    assert_eq!(s.middleware.key, "header:x-api-key");
+    // Prefix rules keep the file's order: the first match wins.
+    let prefixes: Vec<&str> = s.middleware.rate_limits.keys().map(String::as_str).collect();
+    assert_eq!(prefixes, ["/auth/login", "/api/"]);
+}
+
+#[test]
+fn an_empty_file_gives_the_defaults() {
+    let s = Settings::from_toml("", "empty.toml", no_env()).unwrap();
+    assert_eq!(s, Settings::default());
+    assert_eq!(s.backend, "memory");
+    assert_eq!(s.algorithm, Algorithm::SlidingWindow);
+    assert_eq!(s.key_prefix, "ratelimit:");
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let env = vec![
+        ("RATELIMIT_BACKEND".to_owned(), "database".to_owned()),
+        ("RATELIMIT_DATABASE_URL".to_owned(), "sqlite::memory:".to_owned()),
+        ("RATELIMIT_REDIS_URL".to_owned(), "redis://10.1.1.1:6379".to_owned()),
+        ("RATELIMIT_KEY_PREFIX".to_owned(), "env:".to_owned()),
+        ("RATELIMIT_CIRCUIT_BREAKER_FAILURE_THRESHOLD".to_owned(), "9".to_owned()),
+        ("RATELIMIT_REQUIRE_SERVICES".to_owned(), "1".to_owned()),
+    ];
+    let s = Settings::from_toml(FULL, "limits.toml", env).unwrap();
+    assert_eq!(s.backend, "database");
+    assert_eq!(s.database.url, "sqlite::memory:");
+    assert_eq!(s.redis.url.as_deref(), Some("redis://10.1.1.1:6379"));
+    assert_eq!(s.key_prefix, "env:");
+    assert_eq!(s.circuit_breaker.unwrap().failure_threshold, 9);
+}
+
+fn error_of(text: &str) -> String {
+    Settings::from_toml(text, "limits.toml", no_env()).unwrap_err().to_string()
+}
+
+#[test]
+fn mistakes_name_the_file_and_the_field() {
+    let typo = error_of("bakend = \"redis\"");
+    assert!(typo.starts_with("limits.toml: "), "{typo}");
+    assert!(typo.contains("unknown field `bakend`") && typo.contains("did you mean `backend`?"), "{typo}");
+
+    let nested = error_of("[redis]\nhots = \"x\"");
+    assert!(nested.contains("redis") && nested.contains("did you mean `host`?"), "{nested}");
+
+    let rate = error_of("[middleware]\ndefault_rate = \"100/fortnight\"");
+    assert!(rate.contains("middleware.default_rate") && rate.contains("invalid rate"), "{rate}");
+
+    let kind = error_of("[redis]\nport = \"six\"");
+    assert!(kind.contains("redis.port"), "{kind}");
+
+    let mode = error_of("failure_mode = \"opne\"");
+    assert!(mode.contains("failure_mode") && mode.contains("did you mean `open`?"), "{mode}");
+
+    let key = error_of("[middleware]\nkey = \"cookie\"");
+    assert!(key.contains("middleware.key"), "{key}");
+
+    let multi = error_of("backend = \"multi\"");
+    assert!(multi.contains("backends"), "{multi}");
+
+    let misplaced = error_of("[[backends]]\nname = \"a\"\nbackend = \"memory\"\nhealth_check_interval = 5");
+    assert!(misplaced.contains("move top-level keys above the first section"), "{misplaced}");
+
+    let syntax = error_of("backend = ");
+    assert!(syntax.contains("not valid TOML"), "{syntax}");
+
+    let missing = Settings::from_file("/nonexistent/limits.toml").unwrap_err().to_string();
+    assert!(missing.starts_with("/nonexistent/limits.toml: cannot read"), "{missing}");
+}
+
+fn limit() -> Limit {
+    Limit::new("2/m".parse().unwrap(), Algorithm::FixedWindow)
+}
+
+async fn admits(store: &SharedStore, key: &str) -> bool {
+    let limit = limit();
+    let checks = [LimitCheck { key, limit: &limit }];
+    store.check(CheckRequest::new(&checks, 1)).await.unwrap().allowed()
+}
+
+#[tokio::test]
+async fn unknown_stores_are_errors_and_registered_ones_are_built() {
+    let settings = Settings::from_toml("backend = \"acme.store\"", "limits.toml", no_env()).unwrap();
+    let error = build_store(&settings, &StoreRegistry::new(), "limits.toml").await.unwrap_err().to_string();
+    assert!(error.contains("backend") && error.contains("unknown store \"acme.store\""), "{error}");
+
+    let mut registry = StoreRegistry::new();
+    registry.register("acme.store", |_config| async { Ok(SharedStore::new(MemoryStore::new())) });
+    let built = build_store(&settings, &registry, "limits.toml").await.unwrap();
+    assert!(admits(&built.store, "k").await);
+    assert!(admits(&built.store, "k").await);
+    assert!(!admits(&built.store, "k").await);
+}
+
+#[tokio::test]
+async fn a_multi_store_chain_is_built_with_breakers_and_configs() {
+    let text = r#"
+backend = "multi"
+[[backends]]
+name = "custom"
+backend = "acme.store"
+config = { capacity = 7 }
+[[backends]]
+name = "local"
+backend = "memory"
+config = { max_keys = 100 }
+[circuit_breaker]
+failure_threshold = 2
+"#;
+    let settings = Settings::from_toml(text, "multi.toml", no_env()).unwrap();
+    let mut registry = StoreRegistry::new();
+    registry.register("acme.store", |config: toml::Table| async move {
+        assert_eq!(config["capacity"].as_integer(), Some(7));
+        Ok(SharedStore::new(MemoryStore::new()))
+    });
+    let built = build_store(&settings, &registry, "multi.toml").await.unwrap();
+    assert_eq!(built.members.len(), 2);
+    assert_eq!(built.strategy, Some(Strategy::FirstHealthy));
+    assert_eq!(built.members[1].kind, "memory");
+    let health = built.members[0].store.health().await.unwrap();
+    assert!(health.details.contains(&("circuit".to_owned(), "closed".to_owned())), "{health:?}");
+    assert!(admits(&built.store, "k").await);
+
+    let bad = "backend = \"multi\"\n[[backends]]\nname = \"m\"\nbackend = \"memory\"\nconfig = { max_kyes = 1 }";
+    let settings = Settings::from_toml(bad, "multi.toml", no_env()).unwrap();
+    let error = build_store(&settings, &registry, "multi.toml").await.unwrap_err().to_string();
+    assert!(error.contains("backends[0].config") && error.contains("did you mean `max_keys`?"), "{error}");
+}
