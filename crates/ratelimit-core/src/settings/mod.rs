@@ -208,8 +208,7 @@ impl Settings {
             }
         }
         let key = self.middleware.key.as_str();
-        let key_ok =
-            matches!(key, "ip" | "user" | "global") || key.strip_prefix("header:").is_some_and(http_token);
+        let key_ok = matches!(key, "ip" | "user" | "global") || key.strip_prefix("header:").is_some_and(http_token);
         if !key_ok {
             return fail("middleware.key", format!("{key:?}: use ip, user, global or header:<name>"));
         }
