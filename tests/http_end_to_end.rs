@@ -385,3 +385,48 @@ async fn cost_function_charges_several_units() {
     let response = client.get(&url).header("x-cost", "3").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn middleware_settings_apply_prefix_rules_default_rate_and_skip_paths() {
+    let text = r#"
+[middleware]
+default_rate = "3/m"
+skip_paths = ["/health"]
+[middleware.rate_limits]
+"/auth/login" = "2/m"
+"/api/" = "4/m"
+"#;
+    let settings = ratelimit_core::Settings::from_toml(text, "limits.toml", Vec::new()).unwrap();
+    let layer = RateLimitLayer::from_settings(&settings).await.unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "home" }))
+        .route("/health", get(|| async { "ok" }))
+        .route("/auth/login", get(|| async { "in" }))
+        .route("/api/{item}", get(|| async { "item" }))
+        .layer(layer);
+    let url = serve(app).await;
+    let client = reqwest::Client::new();
+    let status = |path: &'static str| {
+        let (client, url) = (client.clone(), url.clone());
+        async move { client.get(format!("{url}{path}")).send().await.unwrap().status() }
+    };
+    // Every path under a prefix counts in one bucket per client.
+    for path in ["/api/a", "/api/b", "/api/c", "/api/d"] {
+        assert_eq!(status(path).await, StatusCode::OK, "{path}");
+    }
+    assert_eq!(status("/api/e").await, StatusCode::TOO_MANY_REQUESTS);
+    // Other prefixes and the default rate have buckets of their own.
+    assert_eq!(status("/auth/login").await, StatusCode::OK);
+    assert_eq!(status("/auth/login").await, StatusCode::OK);
+    assert_eq!(status("/auth/login").await, StatusCode::TOO_MANY_REQUESTS);
+    for _ in 0..3 {
+        assert_eq!(status("/").await, StatusCode::OK);
+    }
+    assert_eq!(status("/").await, StatusCode::TOO_MANY_REQUESTS);
+    // Skipped paths are never limited.
+    for _ in 0..10 {
+        assert_eq!(status("/health").await, StatusCode::OK);
+    }
+    let response = client.get(format!("{url}/api/f")).send().await.unwrap();
+    assert!(header(&response, "ratelimit-policy").contains("path_api"), "{:?}", response.headers());
+}

@@ -121,6 +121,9 @@ pub enum ConfigError {
     /// An IPv6 grouping prefix longer than 128 bits.
     #[error("ipv6_prefix: {0} is not between 1 and 128")]
     Ipv6Prefix(u8),
+    /// A path prefix that does not start with `/`.
+    #[error("path prefix {0:?} must start with '/'")]
+    PathPrefix(String),
     /// No store was given and the in-memory store is not compiled in.
     #[error("store: no store configured and the `memory` feature is off; call .store(...)")]
     NoStore,
@@ -147,6 +150,15 @@ pub(crate) struct PolicyLimit {
 #[derive(Clone)]
 pub struct RateLimitConfig {
     pub(crate) shared: Arc<Shared>,
+    /// Per-path-prefix configurations; see [`RateLimitConfig::by_path_prefix`].
+    pub(crate) routes: Option<Arc<PathRoutes>>,
+}
+
+/// Path prefixes to configurations, first match first.
+pub(crate) struct PathRoutes {
+    skip_paths: Vec<String>,
+    rules: Vec<(String, Arc<Shared>)>,
+    fallback: Option<Arc<Shared>>,
 }
 
 pub(crate) struct Shared {
@@ -186,6 +198,57 @@ impl RateLimitConfig {
     /// The store this configuration counts in.
     pub fn store(&self) -> &SharedStore {
         &self.shared.store
+    }
+
+    /// One configuration per path prefix: a request is checked by the
+    /// first rule whose prefix its path starts with, else by `fallback`,
+    /// else not at all; paths in `skip_paths` (exact) are never checked.
+    /// Give each rule its own policy name, so that all paths under one
+    /// prefix share one bucket per client and different prefixes never do.
+    ///
+    /// ```
+    /// use tower_ratelimit_smart::RateLimitConfig;
+    ///
+    /// let login = RateLimitConfig::builder().policy("login").rate("5/m").build()?;
+    /// let api = RateLimitConfig::builder().policy("api").rate("1000/h").build()?;
+    /// let site = RateLimitConfig::builder().policy("site").rate("100/m").build()?;
+    /// let config = RateLimitConfig::by_path_prefix(
+    ///     [("/auth/login".to_owned(), login), ("/api/".to_owned(), api)],
+    ///     Some(site),
+    ///     ["/health".to_owned()],
+    /// )?;
+    /// # Ok::<(), tower_ratelimit_smart::ConfigError>(())
+    /// ```
+    pub fn by_path_prefix(
+        rules: impl IntoIterator<Item = (String, RateLimitConfig)>,
+        fallback: Option<RateLimitConfig>,
+        skip_paths: impl IntoIterator<Item = String>,
+    ) -> Result<RateLimitConfig, ConfigError> {
+        let rules: Vec<(String, Arc<Shared>)> = rules.into_iter().map(|(prefix, c)| (prefix, c.shared)).collect();
+        let fallback = fallback.map(|c| c.shared);
+        for (prefix, _) in &rules {
+            if !prefix.starts_with('/') {
+                return Err(ConfigError::PathPrefix(prefix.clone()));
+            }
+        }
+        let first =
+            rules.first().map(|(_, s)| Arc::clone(s)).or_else(|| fallback.clone()).ok_or(ConfigError::NoRate)?;
+        let routes = PathRoutes { skip_paths: skip_paths.into_iter().collect(), rules, fallback };
+        Ok(RateLimitConfig { shared: first, routes: Some(Arc::new(routes)) })
+    }
+
+    /// The configuration that checks a request for `path`, if any.
+    pub(crate) fn select(&self, path: &str) -> Option<&Arc<Shared>> {
+        let Some(routes) = &self.routes else { return Some(&self.shared) };
+        if routes.skip_paths.iter().any(|p| p == path) {
+            return None;
+        }
+        routes
+            .rules
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|(_, s)| s)
+            .or(routes.fallback.as_ref())
     }
 }
 
@@ -518,6 +581,7 @@ impl RateLimitConfigBuilder {
                 on_limited: self.on_limited,
                 telemetry,
             }),
+            routes: None,
         })
     }
 }

@@ -33,6 +33,7 @@
 
 mod body;
 mod config;
+mod from_settings;
 mod future;
 pub mod headers;
 mod key;

@@ -68,8 +68,10 @@ where
         // clone stays behind for the next one.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = &self.config.shared;
         let (parts, body) = request.into_parts();
+        let Some(shared) = self.config.select(parts.uri.path()) else {
+            return ResponseFuture::call(inner, Request::from_parts(parts, body));
+        };
         match plan(shared, &parts) {
             Plan::Pass => ResponseFuture::call(inner, Request::from_parts(parts, body)),
             Plan::Respond(response) => ResponseFuture::respond(response),

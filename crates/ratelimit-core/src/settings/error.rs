@@ -17,7 +17,8 @@ fn field_prefix(field: &str) -> String {
 }
 
 impl SettingsError {
-    pub(crate) fn new(source: &str, field: &str, message: impl Into<String>) -> Self {
+    /// An error in `source` (a file name, `environment` or `settings`) at `field`.
+    pub fn new(source: &str, field: &str, message: impl Into<String>) -> Self {
         Self { source_name: source.to_owned(), field: field.to_owned(), message: message.into() }
     }
 
