@@ -153,7 +153,7 @@ impl MultiStore {
                     return Ok(value);
                 }
                 Err(error) if is_outage(&error) => {
-                    if member.healthy.swap(false, Ordering::AcqRel) {
+                    if leaves_rotation(&error) && member.healthy.swap(false, Ordering::AcqRel) {
                         tracing::warn!(store = %member.name, %error, "store failed; failing over");
                     }
                     last = Some(error);
@@ -163,6 +163,15 @@ impl MultiStore {
         }
         Err(last.unwrap_or_else(|| StoreError::Config("backends: no store configured".into())))
     }
+}
+
+/// Whether a failed call takes its store out of rotation until its next
+/// good health check. A timeout does: the next request would wait as long
+/// again. An open breaker does: the store is known to be down. A fast
+/// error (a refused connection) does not: trying the store costs little,
+/// and its circuit breaker, if it has one, must see those failures to open.
+fn leaves_rotation(error: &StoreError) -> bool {
+    matches!(error, StoreError::Timeout { .. } | StoreError::CircuitOpen { .. })
 }
 
 fn is_outage(error: &StoreError) -> bool {
@@ -249,11 +258,17 @@ mod tests {
     struct Switch {
         store: MemoryStore,
         down: Arc<AtomicBool>,
+        /// Fail slowly (a timeout) rather than at once.
+        slow: Arc<AtomicBool>,
     }
 
     impl Switch {
         fn up(&self) -> Result<(), StoreError> {
-            if self.down.load(Ordering::SeqCst) { Err(StoreError::backend("switch", "down")) } else { Ok(()) }
+            match (self.down.load(Ordering::SeqCst), self.slow.load(Ordering::SeqCst)) {
+                (false, _) => Ok(()),
+                (true, false) => Err(StoreError::backend("switch", "down")),
+                (true, true) => Err(StoreError::Timeout { store: "switch", after: Duration::from_millis(100) }),
+            }
         }
     }
 
@@ -301,6 +316,7 @@ mod tests {
     async fn fails_over_at_once_and_recovers_after_a_health_check() {
         let (multi, a, b) = chain(Strategy::FirstHealthy);
         assert_eq!(remaining(&multi, "k").await.unwrap(), 99);
+        a.slow.store(true, Ordering::SeqCst);
         a.down.store(true, Ordering::SeqCst);
         // The failing call itself is answered by the next store.
         assert_eq!(remaining(&multi, "k").await.unwrap(), 99, "b starts with its own counters");
@@ -313,6 +329,16 @@ mod tests {
         assert_eq!(multi.members(), [("a".to_owned(), true), ("b".to_owned(), true)]);
         assert_eq!(remaining(&multi, "k").await.unwrap(), 98, "a again, with its own counters");
         assert!(!b.store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_fast_failure_leaves_the_store_in_rotation_for_its_breaker() {
+        let (multi, a, _b) = chain(Strategy::FirstHealthy);
+        a.down.store(true, Ordering::SeqCst);
+        assert_eq!(remaining(&multi, "k").await.unwrap(), 99, "answered by b");
+        assert_eq!(multi.members(), [("a".to_owned(), true), ("b".to_owned(), true)]);
+        a.down.store(false, Ordering::SeqCst);
+        assert_eq!(remaining(&multi, "k").await.unwrap(), 99, "a is tried first again at once");
     }
 
     #[tokio::test]

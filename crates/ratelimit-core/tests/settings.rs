@@ -199,3 +199,14 @@ failure_threshold = 2
     let error = build_store(&settings, &registry, "multi.toml").await.unwrap_err().to_string();
     assert!(error.contains("backends[0].config") && error.contains("did you mean `max_keys`?"), "{error}");
 }
+
+/// The TOML blocks of the docs and the example settings file parse.
+#[test]
+fn documented_settings_parse() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let text = std::fs::read_to_string(format!("{root}/docs/migrating.md")).unwrap();
+    let block = text.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+    let settings = Settings::from_toml(block, "docs/migrating.md", no_env()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(settings.backends.len(), 2);
+    Settings::from_file(format!("{root}/examples/limits.toml")).unwrap();
+}

@@ -166,7 +166,20 @@ impl Store for RedisStore {
 
     async fn health(&self) -> Result<Health, StoreError> {
         let started = Instant::now();
-        let pong: String = self.inner.backend.query(&::redis::cmd("PING"), self.inner.settings.socket_timeout).await?;
+        let ping = ::redis::cmd("PING");
+        let timeout = self.inner.settings.socket_timeout;
+        let pong: String = match self.inner.backend.query(&ping, timeout).await {
+            Ok(pong) => pong,
+            // A connection that broke while the server was away fails its
+            // first command and is replaced in the background: ask once
+            // more, so a server that is back reports healthy now rather
+            // than one health interval later.
+            Err(StoreError::Backend { .. }) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                self.inner.backend.query(&ping, timeout).await?
+            }
+            Err(error) => return Err(error),
+        };
         let latency = started.elapsed();
         let mut details = vec![
             ("deployment".to_owned(), format!("{:?}", self.inner.settings.deployment()).to_lowercase()),
