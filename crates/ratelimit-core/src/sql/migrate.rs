@@ -12,11 +12,18 @@ use super::Engine;
 pub(super) struct Migration {
     pub(super) version: i64,
     script: &'static str,
+    /// What separates statements: `;`, or a line holding only `$$` where
+    /// the statements contain semicolons (procedure bodies).
+    delimiter: &'static str,
 }
 
-const POSTGRES: &[Migration] = &[Migration { version: 1, script: include_str!("migrations/postgres.sql") }];
-const MYSQL: &[Migration] = &[Migration { version: 1, script: include_str!("migrations/mysql.sql") }];
-const SQLITE: &[Migration] = &[Migration { version: 1, script: include_str!("migrations/sqlite.sql") }];
+const POSTGRES: &[Migration] =
+    &[Migration { version: 1, script: include_str!("migrations/postgres.sql"), delimiter: ";" }];
+const MYSQL: &[Migration] = &[
+    Migration { version: 1, script: include_str!("migrations/mysql.sql"), delimiter: ";" },
+    Migration { version: 2, script: include_str!("migrations/mysql_procedures.sql"), delimiter: "\n$$\n" },
+];
+const SQLITE: &[Migration] = &[Migration { version: 1, script: include_str!("migrations/sqlite.sql"), delimiter: ";" }];
 
 pub(super) fn migrations(engine: Engine) -> &'static [Migration] {
     match engine {
@@ -31,7 +38,12 @@ impl Migration {
     pub(super) fn statements(&self, prefix: &str) -> Vec<String> {
         let script: String =
             self.script.lines().filter(|line| !line.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-        script.split(';').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.replace("{prefix}", prefix)).collect()
+        script
+            .split(self.delimiter)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.replace("{prefix}", prefix))
+            .collect()
     }
 }
 
@@ -53,8 +65,13 @@ pub fn schema_sql(engine: Engine, prefix: &str) -> String {
     out.push_str(";\n");
     for migration in migrations(engine) {
         for statement in migration.statements(prefix) {
-            out.push_str(&statement);
-            out.push_str(";\n");
+            if migration.delimiter == ";" {
+                out.push_str(&statement);
+                out.push_str(";\n");
+            } else {
+                // The mysql client's way to send a body holding semicolons.
+                out.push_str(&format!("DELIMITER $$\n{statement}\n$$\nDELIMITER ;\n"));
+            }
         }
         out.push_str(&format!(
             "INSERT INTO {prefix}schema_migrations (version, applied_at) VALUES ({}, 0);\n",

@@ -1,11 +1,13 @@
-//! MySQL and MariaDB: rows locked with `SELECT ... FOR UPDATE` in a READ
-//! COMMITTED transaction (no gap locks, so creating a missing row never
-//! deadlocks); time from `SYSDATE(6)`.
+//! MySQL and MariaDB: a single fixed-window or token-bucket limit is one
+//! procedure call (one upsert under the row lock); everything else rows
+//! locked with `SELECT ... FOR UPDATE` in a READ COMMITTED transaction (no
+//! gap locks, so creating a missing row never deadlocks). Time from
+//! `SYSDATE(6)`.
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{MySql, Row as _, Transaction};
 
-use super::decide::{self, Row, Txn};
+use super::decide::{self, Row, SingleStatement, Txn};
 use super::{Engine, SqlSettings, migrate, rows_in_order};
 use crate::Decisions;
 use crate::clock::UnixNanos;
@@ -18,6 +20,8 @@ const NOW: &str = "CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED)";
 /// list of keys are built per list length.
 pub(super) struct Statements {
     prefix: String,
+    window: String,
+    bucket: String,
     entries: String,
     put: String,
     prune: String,
@@ -32,6 +36,9 @@ impl Statements {
     fn new(p: &str) -> Self {
         Self {
             prefix: p.to_owned(),
+            // The procedures of `migrations/mysql_procedures.sql`.
+            window: format!("CALL {p}window(?, ?, ?, ?, ?)"),
+            bucket: format!("CALL {p}bucket(?, ?, ?, ?, ?)"),
             entries: format!(
                 "SELECT admitted_at, cost FROM {p}entries WHERE bucket_key = ? AND admitted_at > ? ORDER BY admitted_at, id"
             ),
@@ -128,10 +135,46 @@ impl Db {
         keys: &[&str],
         charge: bool,
     ) -> Result<(Decisions, u64), sqlx::Error> {
+        if let Some(kind) = decide::single_statement(request, charge) {
+            if let Some(decided) = self.single_statement(kind, request, keys[0]).await? {
+                return Ok((decided, 1));
+            }
+            // Over the limit, or the window just turned: the transaction
+            // below decides (and charges, if the request fits after all).
+        }
         let mut txn = MySqlTxn { tx: self.pool.begin().await?, sql: &self.sql };
         let outcome = decide::decide(&mut txn, request, keys, charge).await?;
         txn.tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// One procedure call decides and charges; `None` when it wrote nothing.
+    async fn single_statement(
+        &self,
+        kind: SingleStatement,
+        request: &CheckRequest<'_>,
+        key: &str,
+    ) -> Result<Option<Decisions>, sqlx::Error> {
+        let check = &request.limits[0];
+        let (step, bound) = decide::single_statement_params(kind, check.limit);
+        let sql = match kind {
+            SingleStatement::Window => &self.sql.window,
+            SingleStatement::Bucket => &self.sql.bucket,
+        };
+        let (admitted, count, expires_at, now): (i64, i64, i64, i64) = sqlx::query_as(sql)
+            .bind(key)
+            .bind(request.at.map(decide::signed))
+            .bind(decide::signed(request.cost))
+            .bind(step)
+            .bind(bound)
+            .fetch_one(&self.pool)
+            .await?;
+        if admitted != 1 {
+            return Ok(None);
+        }
+        let mut decisions = Decisions::new();
+        decisions.push(decide::single_statement_decision(kind, check.limit, count, expires_at, decide::nanos(now)));
+        Ok(Some(decisions))
     }
 
     pub(super) async fn reset(&self, key: &str) -> Result<(), sqlx::Error> {
