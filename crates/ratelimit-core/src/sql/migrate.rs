@@ -80,3 +80,21 @@ pub fn schema_sql(engine: Engine, prefix: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_split_into_statements_with_the_prefix_filled_in() {
+        let tables = migrations(Engine::Postgres)[0].statements("p_");
+        assert_eq!(tables.len(), 5);
+        assert!(tables.iter().all(|s| !s.contains("{prefix}") && !s.contains(';')));
+        let procedures = migrations(Engine::MySql)[1].statements("p_");
+        assert_eq!(procedures.len(), 2);
+        assert!(procedures.iter().all(|s| s.starts_with("CREATE PROCEDURE IF NOT EXISTS p_")), "{procedures:?}");
+        assert!(procedures[0].contains("END") && procedures[0].contains(';'));
+        let by_hand = schema_sql(Engine::MySql, "p_");
+        assert!(by_hand.contains("DELIMITER $$") && by_hand.contains("VALUES (2, 0);"));
+    }
+}
