@@ -9,6 +9,42 @@
 //! Concurrent decisions on one key queue on its row lock, so none can
 //! read a state another is about to replace.
 
+/// The [`Txn`](decide::Txn) methods that are one statement each, written
+/// the same way on every engine (whose transaction types differ).
+macro_rules! one_statement_writes {
+    () => {
+        async fn entries(&mut self, key: &str, after: i64) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+            sqlx::query_as(&self.sql.entries).bind(key).bind(after).fetch_all(&mut *self.tx).await
+        }
+
+        async fn put(&mut self, key: &str, data: &str, count: i64, expires_at: i64) -> Result<(), sqlx::Error> {
+            sqlx::query(&self.sql.put)
+                .bind(key)
+                .bind(data)
+                .bind(count)
+                .bind(expires_at)
+                .execute(&mut *self.tx)
+                .await
+                .map(drop)
+        }
+
+        async fn prune(&mut self, key: &str, upto: i64) -> Result<(), sqlx::Error> {
+            sqlx::query(&self.sql.prune).bind(key).bind(upto).execute(&mut *self.tx).await.map(drop)
+        }
+
+        async fn append(&mut self, key: &str, at: i64, cost: i64, expires_at: i64) -> Result<(), sqlx::Error> {
+            sqlx::query(&self.sql.append)
+                .bind(key)
+                .bind(at)
+                .bind(cost)
+                .bind(expires_at)
+                .execute(&mut *self.tx)
+                .await
+                .map(drop)
+        }
+    };
+}
+
 mod decide;
 mod migrate;
 #[cfg(feature = "mysql")]
@@ -183,7 +219,7 @@ impl SqlStore {
             let mut attempts = 0;
             loop {
                 attempts += 1;
-                match on_engine!(&self.inner.db, db => db.decide(&request, &keys, charge).await) {
+                match self.decide_once(&request, &keys, charge).await {
                     Err(error) if attempts < MAX_ATTEMPTS && is_transient(&error) => continue,
                     outcome => break outcome,
                 }
@@ -197,6 +233,24 @@ impl SqlStore {
             self.note_writes(written);
         }
         Ok(decisions)
+    }
+
+    /// One attempt: the single statement where it applies, else (or when
+    /// it wrote nothing: over the limit, or the window just turned) the
+    /// transaction, which also reports how long to wait.
+    async fn decide_once(
+        &self,
+        request: &CheckRequest<'_>,
+        keys: &[&str],
+        charge: bool,
+    ) -> Result<(Decisions, u64), sqlx::Error> {
+        if let Some(kind) = decide::single_statement(request, charge) {
+            let decided = on_engine!(&self.inner.db, db => db.single_statement(kind, request, keys[0]).await)?;
+            if let Some(decisions) = decided {
+                return Ok((decisions, 1));
+            }
+        }
+        on_engine!(&self.inner.db, db => db.transaction(request, keys, charge).await)
     }
 
     /// Starts a background cleanup once enough rows were written; a check

@@ -140,19 +140,13 @@ impl Db {
         tx.commit().await
     }
 
-    pub(super) async fn decide(
+    /// Decides in one short transaction.
+    pub(super) async fn transaction(
         &self,
         request: &CheckRequest<'_>,
         keys: &[&str],
         charge: bool,
     ) -> Result<(Decisions, u64), sqlx::Error> {
-        if let Some(kind) = decide::single_statement(request, charge) {
-            if let Some(decided) = self.single_statement(kind, request, keys[0]).await? {
-                return Ok((decided, 1));
-            }
-            // Over the limit, or the window just turned: the transaction
-            // below decides (and charges, if the request fits after all).
-        }
         let mut txn = PgTxn { tx: self.pool.begin().await?, sql: &self.sql };
         let outcome = decide::decide(&mut txn, request, keys, charge).await?;
         txn.tx.commit().await?;
@@ -160,7 +154,7 @@ impl Db {
     }
 
     /// One upsert decides and charges; `None` when it wrote nothing.
-    async fn single_statement(
+    pub(super) async fn single_statement(
         &self,
         kind: SingleStatement,
         request: &CheckRequest<'_>,
@@ -256,33 +250,5 @@ impl Txn for PgTxn<'_> {
         Ok((rows_in_order(keys, found), now))
     }
 
-    async fn entries(&mut self, key: &str, after: i64) -> Result<Vec<(i64, i64)>, sqlx::Error> {
-        sqlx::query_as(&self.sql.entries).bind(key).bind(after).fetch_all(&mut *self.tx).await
-    }
-
-    async fn put(&mut self, key: &str, data: &str, count: i64, expires_at: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(&self.sql.put)
-            .bind(key)
-            .bind(data)
-            .bind(count)
-            .bind(expires_at)
-            .execute(&mut *self.tx)
-            .await
-            .map(drop)
-    }
-
-    async fn prune(&mut self, key: &str, upto: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(&self.sql.prune).bind(key).bind(upto).execute(&mut *self.tx).await.map(drop)
-    }
-
-    async fn append(&mut self, key: &str, at: i64, cost: i64, expires_at: i64) -> Result<(), sqlx::Error> {
-        sqlx::query(&self.sql.append)
-            .bind(key)
-            .bind(at)
-            .bind(cost)
-            .bind(expires_at)
-            .execute(&mut *self.tx)
-            .await
-            .map(drop)
-    }
+    one_statement_writes!();
 }
