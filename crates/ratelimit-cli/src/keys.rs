@@ -1,4 +1,4 @@
-//! `ratelimit peek` and `ratelimit reset`: one key's state, for operators.
+//! `ratelimit peek`, `check` and `reset`: one key's state, for operators.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +49,24 @@ pub(crate) async fn peek(key: &str, args: &LimitArgs) -> ExitCode {
         }
         Err(error) => fail(&error.to_string()),
     }
+}
+
+pub(crate) async fn check(key: &str, times: u32, args: &LimitArgs) -> ExitCode {
+    let (store, limit) = match open(args).await {
+        Ok(opened) => opened,
+        Err(error) => return fail(&error),
+    };
+    let checks = [LimitCheck { key, limit: &limit }];
+    let mut admitted = 0;
+    for _ in 0..times {
+        match store.check(CheckRequest::new(&checks, 1)).await {
+            Ok(decisions) if decisions.allowed() => admitted += 1,
+            Ok(_) => {}
+            Err(error) => return fail(&error.to_string()),
+        }
+    }
+    println!("admitted {admitted} of {times}");
+    ExitCode::SUCCESS
 }
 
 pub(crate) async fn reset(keys: &[String], args: &LimitArgs) -> ExitCode {

@@ -3,6 +3,7 @@
 //! ```text
 //! ratelimit health --config limits.toml [--verbose] [--json]
 //! ratelimit peek KEY --rate 100/m [--algorithm sliding_window] --config limits.toml
+//! ratelimit check KEY --rate 100/m [--times N] --config limits.toml
 //! ratelimit reset KEY [KEY ...] --rate 100/m [--algorithm ...] --config limits.toml
 //! ```
 
@@ -45,6 +46,17 @@ enum Command {
         #[command(flatten)]
         limit: keys::LimitArgs,
     },
+    /// Charge a key `--times` times (one request each) and print how many
+    /// were admitted: for trying a limit against the real store.
+    Check {
+        /// The full store key.
+        key: String,
+        /// How many requests to make.
+        #[arg(long, default_value_t = 1)]
+        times: u32,
+        #[command(flatten)]
+        limit: keys::LimitArgs,
+    },
     /// Forget the state of one or more keys.
     Reset {
         /// Full store keys.
@@ -60,6 +72,7 @@ async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Health { config, verbose, json } => health::run(&config, verbose, json).await,
         Command::Peek { key, limit } => keys::peek(&key, &limit).await,
+        Command::Check { key, times, limit } => keys::check(&key, times, &limit).await,
         Command::Reset { keys, limit } => keys::reset(&keys, &limit).await,
     }
 }

@@ -5,6 +5,7 @@
 //! cargo bench -p ratelimit-core --features postgres,mysql,sqlite --bench sql_store
 //! ```
 //!
+//! `RATELIMIT_BENCH_ENGINES=postgres,mysql` limits the run to those engines.
 //! Each case runs for `RATELIMIT_BENCH_SECS` seconds (default 2) after a
 //! short warm-up, with 1 and 16 concurrent tasks, on one hot key and on
 //! 10,000 keys. Databases: `RATELIMIT_TEST_POSTGRES_URL`,
@@ -144,7 +145,11 @@ async fn run() {
     ];
     println!("| engine | durability | tasks | keys | raw upsert/s | fixed_window/s | ratio | token_bucket/s | ratio |");
     println!("|---|---|---|---|---|---|---|---|---|");
+    let only = std::env::var("RATELIMIT_BENCH_ENGINES").unwrap_or_default();
     for (engine, url, durability) in cases {
+        if !only.is_empty() && !only.split(',').any(|e| e == engine) {
+            continue;
+        }
         let store = connect(url, durability).await;
         recreate_tables(&store).await;
         for tasks in [1, 16] {
