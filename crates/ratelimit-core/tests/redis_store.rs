@@ -321,3 +321,112 @@ async fn sentinel_passes_the_conformance_suite() {
         .unwrap();
     ratelimit_core::conformance::run_all(&store, &conformance_options("sentinel")).await;
 }
+
+/// A CA and a server certificate for `localhost`, made with the openssl
+/// command line tool; `None` (after saying why) when it is missing.
+#[cfg(feature = "redis-tls")]
+fn test_certificates(dir: &std::path::Path) -> Option<()> {
+    use std::process::Command;
+    let run =
+        |args: &[&str]| Command::new("openssl").args(args).current_dir(dir).output().is_ok_and(|o| o.status.success());
+    if !run(&["version"]) {
+        assert!(!support::redis_servers::services_required(), "openssl is needed for the TLS test");
+        eprintln!("skipped: openssl is not installed");
+        return None;
+    }
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=ratelimit test CA",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    ];
+    for step in steps {
+        assert!(run(step), "openssl {step:?} failed");
+    }
+    Some(())
+}
+
+#[cfg(feature = "redis-tls")]
+#[tokio::test]
+async fn tls_with_a_private_ca() {
+    if !redis_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    if test_certificates(dir.path()).is_none() {
+        return;
+    }
+    let tls_port = support::redis_servers::free_port();
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let tls_port_arg = tls_port.to_string();
+    let (cert, key, ca) = (file("server.crt"), file("server.key"), file("ca.crt"));
+    let _server = Server::start(&[
+        "--tls-port",
+        &tls_port_arg,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let url = format!("rediss://localhost:{tls_port}");
+    let settings = RedisSettings { tls_ca_cert: Some(dir.path().join("ca.crt")), ..RedisSettings::from_url(&url) };
+    let store = RedisStore::connect(settings).await.unwrap();
+    let limit = limit("2/m", Algorithm::TokenBucket);
+    assert!(allowed(&store, "t:tls:{c}", &limit, 2).await.unwrap());
+    assert!(!allowed(&store, "t:tls:{c}", &limit, 1).await.unwrap());
+    assert!(store.health().await.is_ok());
+    // Without the CA the server's certificate is not trusted.
+    let untrusted = RedisSettings { socket_connect_timeout: Duration::from_secs(2), ..RedisSettings::from_url(&url) };
+    assert!(RedisStore::connect(untrusted).await.is_err(), "an unknown CA must be refused");
+    // A CA file without TLS is a settings mistake.
+    let plain = RedisSettings {
+        tls_ca_cert: Some(dir.path().join("ca.crt")),
+        ..RedisSettings::from_url("redis://localhost:1")
+    };
+    assert!(RedisStore::connect(plain).await.unwrap_err().to_string().contains("tls_ca_cert"));
+}

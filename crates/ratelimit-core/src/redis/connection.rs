@@ -52,11 +52,29 @@ async fn within<T>(limit: Duration, work: impl Future<Output = Result<T, RedisEr
     }
 }
 
+/// A client for one server, over TLS for a `rediss://` url.
+fn standalone_client(settings: &RedisSettings) -> Result<::redis::Client, StoreError> {
+    let url = settings.standalone_url();
+    #[cfg(feature = "redis-tls")]
+    if url.starts_with("rediss://") {
+        let root_cert =
+            match &settings.tls_ca_cert {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    StoreError::Config(format!("redis.tls_ca_cert: cannot read {}: {e}", path.display()))
+                })?),
+                None => None,
+            };
+        let certificates = ::redis::TlsCertificates { client_tls: None, root_cert };
+        return ::redis::Client::build_with_tls(url, certificates).map_err(backend_error);
+    }
+    ::redis::Client::open(url).map_err(backend_error)
+}
+
 impl Backend {
     pub(super) async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
         match settings.deployment() {
             super::Deployment::Standalone => {
-                let client = ::redis::Client::open(settings.standalone_url()).map_err(backend_error)?;
+                let client = standalone_client(settings)?;
                 let mut connections = Vec::with_capacity(settings.max_connections);
                 for _ in 0..settings.max_connections {
                     let manager = within(

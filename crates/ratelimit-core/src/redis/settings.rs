@@ -62,6 +62,9 @@ pub struct RedisSettings {
     pub service_name: Option<String>,
     /// Password of the sentinels themselves, when they require one.
     pub sentinel_password: Option<String>,
+    /// With a `rediss://` url: a PEM file holding the CA that signed the
+    /// server's certificate, instead of the system's trust store.
+    pub tls_ca_cert: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisSettings {
@@ -84,6 +87,7 @@ impl Default for RedisSettings {
             sentinels: Vec::new(),
             service_name: None,
             sentinel_password: None,
+            tls_ca_cert: None,
         }
     }
 }
@@ -147,8 +151,16 @@ impl RedisSettings {
             if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
                 return Err(invalid("url", format!("{url:?} must start with redis:// or rediss://")));
             }
-            if url.starts_with("rediss://") {
-                return Err(invalid("url", "TLS (rediss://) is not built into this release; use redis://"));
+            if url.starts_with("rediss://") && !cfg!(feature = "redis-tls") {
+                return Err(invalid("url", "TLS (rediss://) needs the crate feature `redis-tls`"));
+            }
+        }
+        if self.tls_ca_cert.is_some() && !self.url.as_deref().is_some_and(|u| u.starts_with("rediss://")) {
+            return Err(invalid("tls_ca_cert", "only applies to a rediss:// url"));
+        }
+        if let Some(path) = &self.tls_ca_cert {
+            if !path.is_file() {
+                return Err(invalid("tls_ca_cert", format!("{} is not a readable file", path.display())));
             }
         }
         if self.host.trim().is_empty() {
