@@ -21,7 +21,7 @@ const TOP_LEVEL: [&str; 7] = [
     "health_check_timeout",
 ];
 /// Fields that hold text even when the value looks like a number.
-const TEXT_FIELDS: [&str; 15] = [
+const TEXT_FIELDS: [&str; 16] = [
     "url",
     "host",
     "username",
@@ -37,6 +37,7 @@ const TEXT_FIELDS: [&str; 15] = [
     "durability",
     "default_rate",
     "key",
+    "tls_ca_cert",
 ];
 
 /// Applies the overrides among `env` to `table`.
