@@ -1,7 +1,8 @@
-//! Two app servers whose clocks disagree by 30 s share one SQL database:
-//! the limit still holds exactly, because decisions read the database's
-//! clock, never the app server's. The second server is this crate's
-//! `ratelimit check` run under `faketime` (libfaketime).
+//! Two app servers whose clocks disagree by 30 s share one database
+//! (PostgreSQL, MariaDB, Redis): the limit still holds exactly, because
+//! decisions read the server's clock, never the app server's. The second
+//! server is this crate's `ratelimit check` run under `faketime`
+//! (libfaketime).
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -120,19 +121,38 @@ async fn skewed_app_server_clocks_change_nothing() {
         let refilled = (started.elapsed().as_secs_f64() / 1.2).ceil() as u64;
         assert!(b1 == 50 && b2 <= refilled, "{url}: token bucket {b1} + {b2}, real refill {refilled}");
 
-        let drop = |table: &str| format!("DROP TABLE IF EXISTS {prefix}{table}");
-        for table in ["counters", "entries", "schema_migrations"] {
-            if let Some(pool) = store.pg_pool() {
-                sqlx::query(&drop(table)).execute(pool).await.unwrap();
-            }
-            if let Some(pool) = store.mysql_pool() {
-                sqlx::query(&drop(table)).execute(pool).await.unwrap();
-            }
+        drop_tables(&store, &prefix).await;
+    }
+
+    // Redis decides with the server's TIME inside its script.
+    let redis_url = std::env::var("RATELIMIT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let config = dir.path().join("redis.toml");
+    let prefix = format!("skew{}:", std::process::id());
+    std::fs::write(
+        &config,
+        format!("backend = \"redis\"\n[redis]\nurl = \"{redis_url}\"\nkey_prefix = \"{prefix}\"\n"),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let [(w1, w2), (b1, b2)] = on_time_then_ahead(&config, "redis");
+    assert_eq!((w1, w2), (50, 0), "Redis: the server's clock puts both in one window");
+    let refilled = (started.elapsed().as_secs_f64() / 1.2).ceil() as u64;
+    assert!(b1 == 50 && b2 <= refilled, "Redis: token bucket {b1} + {b2}, real refill {refilled}");
+}
+
+async fn drop_tables(store: &SqlStore, prefix: &str) {
+    let drop = |table: &str| format!("DROP TABLE IF EXISTS {prefix}{table}");
+    for table in ["counters", "entries", "schema_migrations"] {
+        if let Some(pool) = store.pg_pool() {
+            sqlx::query(&drop(table)).execute(pool).await.unwrap();
         }
         if let Some(pool) = store.mysql_pool() {
-            for procedure in ["window", "bucket"] {
-                sqlx::query(&format!("DROP PROCEDURE IF EXISTS {prefix}{procedure}")).execute(pool).await.unwrap();
-            }
+            sqlx::query(&drop(table)).execute(pool).await.unwrap();
+        }
+    }
+    if let Some(pool) = store.mysql_pool() {
+        for procedure in ["window", "bucket"] {
+            sqlx::query(&format!("DROP PROCEDURE IF EXISTS {prefix}{procedure}")).execute(pool).await.unwrap();
         }
     }
 }
