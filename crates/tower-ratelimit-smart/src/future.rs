@@ -103,8 +103,7 @@ where
     let decisions = match result {
         Ok(decisions) => decisions,
         Err(error) => {
-            shared.telemetry.record(Outcome::StoreError);
-            tracing::warn!(policy = %shared.policy, %error, "rate limit store failed");
+            shared.telemetry.store_failed(&shared.policy, &error, false);
             if shared.mode == Mode::Shadow || shared.failure == FailurePolicy::FailOpen {
                 let after = if shared.mode == Mode::Shadow { After::Nothing } else { After::Degraded };
                 return State::Calling { future: inner.call(request), after };

@@ -179,8 +179,7 @@ fn or_local(
 ) -> Result<Decisions, StoreError> {
     match (result, &shared.local) {
         (Err(error), Some(local)) => {
-            shared.telemetry.record(crate::telemetry::Outcome::StoreError);
-            tracing::warn!(policy = %shared.policy, %error, "rate limit store failed; deciding in process");
+            shared.telemetry.store_failed(&shared.policy, &error, true);
             // The memory store always answers synchronously.
             local.check_now(CheckRequest::new(checks, cost)).unwrap_or(Err(error))
         }

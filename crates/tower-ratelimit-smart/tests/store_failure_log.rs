@@ -1,0 +1,82 @@
+//! An outage is logged at most once a second per policy, with the number
+//! of failures in between, while every failure is still counted.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use ratelimit_core::{CheckRequest, Decisions, Health, LimitCheck, Store, StoreError};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_ratelimit_smart::{RateLimitConfig, RateLimitLayer};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+
+struct DownStore;
+
+impl Store for DownStore {
+    async fn check<'a>(&'a self, _: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        Err(StoreError::backend("down", "connection refused"))
+    }
+    async fn peek<'a>(&'a self, _: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        Err(StoreError::backend("down", "connection refused"))
+    }
+    async fn reset<'a>(&'a self, _: LimitCheck<'a>) -> Result<(), StoreError> {
+        Err(StoreError::backend("down", "connection refused"))
+    }
+    async fn health(&self) -> Result<Health, StoreError> {
+        Err(StoreError::backend("down", "connection refused"))
+    }
+}
+
+/// Counts WARN events.
+#[derive(Clone, Default)]
+struct Warnings(Arc<AtomicUsize>);
+
+impl Subscriber for Warnings {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+async fn ok(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::default()))
+}
+
+#[test]
+fn an_outage_logs_once_a_second_not_once_a_request() {
+    let warnings = Warnings::default();
+    let _guard = tracing::subscriber::set_default(warnings.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    runtime.block_on(async {
+        let config = RateLimitConfig::builder().policy("outage").rate("5/m").store(DownStore).build().unwrap();
+        let service = ServiceBuilder::new().layer(RateLimitLayer::new(config)).service(service_fn(ok));
+        let send = || async {
+            let mut request = Request::new(Full::default());
+            request.extensions_mut().insert("192.0.2.9:5000".parse::<SocketAddr>().unwrap());
+            service.clone().oneshot(request).await.unwrap().status()
+        };
+        for _ in 0..100 {
+            assert_eq!(send().await, StatusCode::OK, "fail open");
+        }
+        assert_eq!(warnings.0.load(Ordering::SeqCst), 1, "one warning for a burst of failures");
+        tokio::time::sleep(std::time::Duration::from_millis(1_050)).await;
+        send().await;
+        assert_eq!(warnings.0.load(Ordering::SeqCst), 2, "a second warning after a second");
+    });
+}
