@@ -210,3 +210,45 @@ fn documented_settings_parse() {
     assert_eq!(settings.backends.len(), 2);
     Settings::from_file(format!("{root}/examples/limits.toml")).unwrap();
 }
+
+/// A store that cannot connect costs one connection attempt a second, not
+/// one per request, and is used as soon as an attempt succeeds.
+#[tokio::test]
+async fn a_store_that_is_down_at_startup_is_retried_without_stalling_requests() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let up = Arc::new(AtomicBool::new(false));
+    let mut registry = StoreRegistry::new();
+    let (a, u) = (attempts.clone(), up.clone());
+    registry.register("slow.store", move |_config| {
+        let (attempts, up) = (a.clone(), u.clone());
+        async move {
+            attempts.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if up.load(Ordering::SeqCst) {
+                Ok(SharedStore::new(MemoryStore::new()))
+            } else {
+                Err(ratelimit_core::StoreError::backend("slow", "connection refused"))
+            }
+        }
+    });
+    let settings = Settings::from_toml("backend = \"slow.store\"", "limits.toml", no_env()).unwrap();
+    let built = build_store(&settings, &registry, "limits.toml").await.unwrap();
+    let limit = limit();
+    let checks = [LimitCheck { key: "k", limit: &limit }];
+    assert!(built.store.check(CheckRequest::new(&checks, 1)).await.is_err());
+    for _ in 0..50 {
+        let started = Instant::now();
+        let error = built.store.check(CheckRequest::new(&checks, 1)).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(50), "failed fast: {error}");
+        assert!(error.to_string().contains("connection refused"), "{error}");
+    }
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    up.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(built.store.check(CheckRequest::new(&checks, 1)).await.unwrap().allowed());
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}

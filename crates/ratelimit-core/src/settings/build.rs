@@ -8,7 +8,9 @@
 //! and the failure policy or the next store of a chain answers meanwhile.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
@@ -143,7 +145,7 @@ fn member(
                     _ => toml::Table::new(),
                 };
                 let factory = factory.clone();
-                lazy(move || factory(table.clone()))
+                lazy("custom", move || factory(table.clone()))
             }
             None => {
                 let known = ["memory", "redis", "database", "multi"].into_iter().chain(registry.names());
@@ -194,7 +196,7 @@ fn memory_store(_: &MemorySettings, source: &str, field: &str) -> Result<SharedS
 fn redis_store(config: toml::Value, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
     let redis: crate::redis::RedisSettings = parse(config, source, field)?;
     redis.validate().map_err(|e| SettingsError::new(source, field, e.to_string()))?;
-    Ok(lazy(move || {
+    Ok(lazy("redis", move || {
         let redis = redis.clone();
         Box::pin(async move { crate::redis::RedisStore::connect(redis).await.map(SharedStore::new) })
     }))
@@ -212,7 +214,7 @@ fn sql_store(config: toml::Value, source: &str, field: &str) -> Result<SharedSto
         return Err(SettingsError::new(source, &format!("{field}.url"), "is required for the database store"));
     }
     database.validate().map_err(|e| SettingsError::new(source, field, e))?;
-    Ok(lazy(move || {
+    Ok(lazy("database", move || {
         let database = database.clone();
         Box::pin(async move { crate::sql::SqlStore::connect(database).await.map(SharedStore::new) })
     }))
@@ -231,20 +233,61 @@ type Connect = Box<dyn Fn() -> BoxFuture<'static, Result<SharedStore, StoreError
 
 /// A store that connects on first use and again after a failed attempt.
 struct LazyStore {
+    kind: &'static str,
     connected: tokio::sync::OnceCell<SharedStore>,
     connect: Connect,
+    /// An attempt is under way: other calls fail at once instead of queueing.
+    connecting: AtomicBool,
+    /// The last failed attempt, when and why: calls within
+    /// [`RECONNECT_AFTER`] of it fail at once instead of waiting for
+    /// another connection timeout each.
+    failed: Mutex<Option<(Instant, String)>>,
 }
 
-fn lazy<F>(connect: F) -> SharedStore
+/// The pause between connection attempts to a store that is down.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+fn lazy<F>(kind: &'static str, connect: F) -> SharedStore
 where
     F: Fn() -> BoxFuture<'static, Result<SharedStore, StoreError>> + Send + Sync + 'static,
 {
-    SharedStore::new(LazyStore { connected: tokio::sync::OnceCell::new(), connect: Box::new(connect) })
+    SharedStore::new(LazyStore {
+        kind,
+        connected: tokio::sync::OnceCell::new(),
+        connect: Box::new(connect),
+        connecting: AtomicBool::new(false),
+        failed: Mutex::new(None),
+    })
 }
 
 impl LazyStore {
     async fn get(&self) -> Result<&SharedStore, StoreError> {
-        self.connected.get_or_try_init(|| (self.connect)()).await
+        if let Some(store) = self.connected.get() {
+            return Ok(store);
+        }
+        let not_yet = |why: &str| StoreError::backend(self.kind, format!("not connected yet: {why}"));
+        if let Some((at, why)) = &*self.failed.lock().unwrap_or_else(|e| e.into_inner()) {
+            if at.elapsed() < RECONNECT_AFTER {
+                return Err(not_yet(why));
+            }
+        }
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return Err(not_yet("a connection attempt is under way"));
+        }
+        // Cleared on drop: a caller that gives up mid-attempt (a health
+        // check's timeout) must not leave the flag set.
+        struct Attempt<'a>(&'a AtomicBool);
+        impl Drop for Attempt<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let _attempt = Attempt(&self.connecting);
+        let result = self.connected.get_or_try_init(|| (self.connect)()).await;
+        if let Err(error) = &result {
+            *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), error.to_string()));
+        }
+        result
     }
 }
 
