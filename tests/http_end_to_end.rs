@@ -430,3 +430,26 @@ skip_paths = ["/health"]
     let response = client.get(format!("{url}/api/f")).send().await.unwrap();
     assert!(header(&response, "ratelimit-policy").contains("path_api"), "{:?}", response.headers());
 }
+
+#[tokio::test]
+async fn middleware_settings_trust_only_the_listed_proxies() {
+    let text = "[middleware]\ndefault_rate = \"1/m\"\ntrusted_proxies = [\"127.0.0.1/32\"]";
+    let settings = ratelimit_core::Settings::from_toml(text, "limits.toml", Vec::new()).unwrap();
+    let app = Router::new()
+        .route("/", get(|| async { "home" }))
+        .layer(RateLimitLayer::from_settings(&settings).await.unwrap());
+    let url = serve(app).await;
+    let client = reqwest::Client::new();
+    // The test client connects from 127.0.0.1, a trusted proxy: the
+    // forwarded addresses are the clients, each with its own bucket.
+    for client_ip in ["203.0.113.1", "203.0.113.2"] {
+        let status = get_status(&client, &url, &[("x-forwarded-for", client_ip)]).await;
+        assert_eq!(status, StatusCode::OK, "{client_ip}");
+    }
+    assert_eq!(get_status(&client, &url, &[("x-forwarded-for", "203.0.113.1")]).await, StatusCode::TOO_MANY_REQUESTS);
+
+    let bad = "[middleware]\ndefault_rate = \"1/m\"\ntrusted_proxies = [\"10.0.0.0/99\"]";
+    let settings = ratelimit_core::Settings::from_toml(bad, "limits.toml", Vec::new()).unwrap();
+    let error = RateLimitLayer::from_settings(&settings).await.unwrap_err().to_string();
+    assert!(error.contains("middleware.trusted_proxies"), "{error}");
+}

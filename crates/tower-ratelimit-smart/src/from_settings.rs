@@ -4,7 +4,7 @@
 use ratelimit_core::settings::{FailureMode, MiddlewareSettings, StoreRegistry, build_store};
 use ratelimit_core::{Rate, Settings, SettingsError, SharedStore};
 
-use crate::{FailurePolicy, Key, Mode, RateLimitConfig, RateLimitLayer};
+use crate::{ConfigError, FailurePolicy, Key, Mode, RateLimitConfig, RateLimitLayer};
 
 const SOURCE: &str = "settings";
 
@@ -70,6 +70,7 @@ fn rule(
         .rate(rate)
         .algorithm(settings.algorithm)
         .key(key(&middleware.key))
+        .trusted_proxies(&middleware.trusted_proxies)
         .key_prefix(settings.key_prefix.clone())
         .shared_store(store.clone())
         .mode(if middleware.block { Mode::Enforce } else { Mode::Shadow })
@@ -79,7 +80,10 @@ fn rule(
             FailureMode::Local => FailurePolicy::Local,
         })
         .build()
-        .map_err(|e| SettingsError::new(SOURCE, field, e.to_string()))
+        .map_err(|e| match e {
+            ConfigError::Network { .. } => SettingsError::new(SOURCE, "middleware.trusted_proxies", e.to_string()),
+            other => SettingsError::new(SOURCE, field, other.to_string()),
+        })
 }
 
 /// `ip`, `user`, `global` or `header:<name>`, as the settings validated.

@@ -77,6 +77,9 @@ pub struct MiddlewareSettings {
     pub block: bool,
     /// Paths never limited (exact match).
     pub skip_paths: Vec<String>,
+    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is
+    /// believed for the `ip` key; without any, the connection's peer counts.
+    pub trusted_proxies: Vec<String>,
     /// Path prefix to rate; the first matching prefix, in file order, applies,
     /// and all paths under it share one bucket per client.
     pub rate_limits: IndexMap<String, Rate>,
@@ -84,7 +87,14 @@ pub struct MiddlewareSettings {
 
 impl Default for MiddlewareSettings {
     fn default() -> Self {
-        Self { default_rate: None, key: "ip".into(), block: true, skip_paths: Vec::new(), rate_limits: IndexMap::new() }
+        Self {
+            default_rate: None,
+            key: "ip".into(),
+            block: true,
+            skip_paths: Vec::new(),
+            trusted_proxies: Vec::new(),
+            rate_limits: IndexMap::new(),
+        }
     }
 }
 
