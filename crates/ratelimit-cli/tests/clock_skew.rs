@@ -150,9 +150,4 @@ async fn drop_tables(store: &SqlStore, prefix: &str) {
             sqlx::query(&drop(table)).execute(pool).await.unwrap();
         }
     }
-    if let Some(pool) = store.mysql_pool() {
-        for procedure in ["window", "bucket"] {
-            sqlx::query(&format!("DROP PROCEDURE IF EXISTS {prefix}{procedure}")).execute(pool).await.unwrap();
-        }
-    }
 }

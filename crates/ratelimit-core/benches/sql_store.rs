@@ -64,13 +64,6 @@ async fn recreate_tables(store: &SqlStore) {
     for table in ["raw", "counters", "entries", "schema_migrations"] {
         execute(store, &format!("DROP TABLE IF EXISTS {PREFIX}{table}")).await;
     }
-    if store.mysql_pool().is_some() {
-        // The procedures are created only if missing: drop them so the
-        // run measures the current ones.
-        for procedure in ["window", "bucket"] {
-            execute(store, &format!("DROP PROCEDURE IF EXISTS {PREFIX}{procedure}")).await;
-        }
-    }
     execute(store, "CREATE TABLE bench_raw (k VARCHAR(255) PRIMARY KEY, n BIGINT NOT NULL)").await;
     store.migrate().await.unwrap();
 }

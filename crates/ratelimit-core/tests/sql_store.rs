@@ -99,12 +99,6 @@ impl Drop for TestDb {
                         let _ = sqlx::query(&sql).execute(pool).await;
                     }
                 }
-                if let Some(pool) = store.mysql_pool() {
-                    for procedure in ["window", "bucket"] {
-                        let _ =
-                            sqlx::query(&format!("DROP PROCEDURE IF EXISTS {prefix}{procedure}")).execute(pool).await;
-                    }
-                }
             });
         })
         .join();

@@ -12,18 +12,11 @@ use super::Engine;
 pub(super) struct Migration {
     pub(super) version: i64,
     script: &'static str,
-    /// What separates statements: `;`, or a line holding only `$$` where
-    /// the statements contain semicolons (procedure bodies).
-    delimiter: &'static str,
 }
 
-const POSTGRES: &[Migration] =
-    &[Migration { version: 1, script: include_str!("migrations/postgres.sql"), delimiter: ";" }];
-const MYSQL: &[Migration] = &[
-    Migration { version: 1, script: include_str!("migrations/mysql.sql"), delimiter: ";" },
-    Migration { version: 2, script: include_str!("migrations/mysql_procedures.sql"), delimiter: "\n$$\n" },
-];
-const SQLITE: &[Migration] = &[Migration { version: 1, script: include_str!("migrations/sqlite.sql"), delimiter: ";" }];
+const POSTGRES: &[Migration] = &[Migration { version: 1, script: include_str!("migrations/postgres.sql") }];
+const MYSQL: &[Migration] = &[Migration { version: 1, script: include_str!("migrations/mysql.sql") }];
+const SQLITE: &[Migration] = &[Migration { version: 1, script: include_str!("migrations/sqlite.sql") }];
 
 pub(super) fn migrations(engine: Engine) -> &'static [Migration] {
     match engine {
@@ -38,12 +31,7 @@ impl Migration {
     pub(super) fn statements(&self, prefix: &str) -> Vec<String> {
         let script: String =
             self.script.lines().filter(|line| !line.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
-        script
-            .split(self.delimiter)
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| s.replace("{prefix}", prefix))
-            .collect()
+        script.split(';').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.replace("{prefix}", prefix)).collect()
     }
 }
 
@@ -65,13 +53,8 @@ pub fn schema_sql(engine: Engine, prefix: &str) -> String {
     out.push_str(";\n");
     for migration in migrations(engine) {
         for statement in migration.statements(prefix) {
-            if migration.delimiter == ";" {
-                out.push_str(&statement);
-                out.push_str(";\n");
-            } else {
-                // The mysql client's way to send a body holding semicolons.
-                out.push_str(&format!("DELIMITER $$\n{statement}\n$$\nDELIMITER ;\n"));
-            }
+            out.push_str(&statement);
+            out.push_str(";\n");
         }
         out.push_str(&format!(
             "INSERT INTO {prefix}schema_migrations (version, applied_at) VALUES ({}, 0);\n",
@@ -90,11 +73,7 @@ mod tests {
         let tables = migrations(Engine::Postgres)[0].statements("p_");
         assert_eq!(tables.len(), 5);
         assert!(tables.iter().all(|s| !s.contains("{prefix}") && !s.contains(';')));
-        let procedures = migrations(Engine::MySql)[1].statements("p_");
-        assert_eq!(procedures.len(), 2);
-        assert!(procedures.iter().all(|s| s.starts_with("CREATE PROCEDURE IF NOT EXISTS p_")), "{procedures:?}");
-        assert!(procedures[0].contains("END") && procedures[0].contains(';'));
         let by_hand = schema_sql(Engine::MySql, "p_");
-        assert!(by_hand.contains("DELIMITER $$") && by_hand.contains("VALUES (2, 0);"));
+        assert!(by_hand.contains("CREATE TABLE IF NOT EXISTS p_counters") && by_hand.contains("VALUES (1, 0);"));
     }
 }

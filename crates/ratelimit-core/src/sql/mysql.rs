@@ -1,8 +1,9 @@
-//! MySQL and MariaDB: a single fixed-window or token-bucket limit is one
-//! procedure call (one upsert under the row lock); everything else rows
-//! locked with `SELECT ... FOR UPDATE` in a READ COMMITTED transaction (no
-//! gap locks, so creating a missing row never deadlocks). Time from
-//! `SYSDATE(6)`.
+//! MySQL and MariaDB: on MariaDB a single fixed-window or token-bucket
+//! limit is one `INSERT ... ON DUPLICATE KEY UPDATE ... RETURNING` under
+//! the row lock; everything else (and every decision on MySQL, which has
+//! no `RETURNING`) rows locked with `SELECT ... FOR UPDATE` in a READ
+//! COMMITTED transaction (no gap locks, so creating a missing row never
+//! deadlocks). Time from `SYSDATE(6)`.
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{MySql, Row as _, Transaction};
@@ -36,9 +37,31 @@ impl Statements {
     fn new(p: &str) -> Self {
         Self {
             prefix: p.to_owned(),
-            // The procedures of `migrations/mysql_procedures.sql`.
-            window: format!("CALL {p}window(?, ?, ?, ?, ?)"),
-            bucket: format!("CALL {p}bucket(?, ?, ?, ?, ?)"),
+            // MariaDB's INSERT ... RETURNING. The first assignment decides,
+            // under the row's lock, and marks an admitted request by writing
+            // its nonce into `data`; the later ones (which see the updated
+            // `data`) follow that mark. Binds: key, nonce, cost, explicit
+            // time or NULL, period, period, capacity.
+            window: format!(
+                "INSERT INTO {p}counters (bucket_key, data, count, expires_at) \
+                 VALUES (?, ?, ?, (IFNULL(?, {NOW} * 1000) DIV ? + 1) * ?) \
+                 ON DUPLICATE KEY UPDATE \
+                 data = IF(IF(expires_at = VALUES(expires_at), count, 0) + VALUES(count) <= ?, VALUES(data), data), \
+                 count = IF(data = VALUES(data), IF(expires_at = VALUES(expires_at), count + VALUES(count), VALUES(count)), count), \
+                 expires_at = IF(data = VALUES(data), VALUES(expires_at), expires_at) \
+                 RETURNING data, count, expires_at, {NOW}"
+            ),
+            // Binds: key, nonce, explicit time or NULL, step (cost ×
+            // interval), step, step, step, tolerance, step, step. The
+            // time of the decision is VALUES(expires_at) - step.
+            bucket: format!(
+                "INSERT INTO {p}counters (bucket_key, data, count, expires_at) \
+                 VALUES (?, ?, 0, IFNULL(?, {NOW} * 1000) + ?) \
+                 ON DUPLICATE KEY UPDATE \
+                 data = IF(GREATEST(expires_at, VALUES(expires_at) - ?) + ? - (VALUES(expires_at) - ?) <= ?, VALUES(data), data), \
+                 expires_at = IF(data = VALUES(data), GREATEST(expires_at, VALUES(expires_at) - ?) + ?, expires_at) \
+                 RETURNING data, count, expires_at, {NOW}"
+            ),
             entries: format!(
                 "SELECT admitted_at, cost FROM {p}entries WHERE bucket_key = ? AND admitted_at > ? ORDER BY admitted_at, id"
             ),
@@ -79,6 +102,9 @@ impl Statements {
 pub(super) struct Db {
     pub(super) pool: MySqlPool,
     sql: Statements,
+    /// MariaDB, whose `INSERT ... RETURNING` decides the single-statement
+    /// cases; MySQL has no such statement and uses the transaction.
+    returning: bool,
 }
 
 impl Db {
@@ -94,7 +120,9 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        Ok(Self { pool, sql: Statements::new(&settings.table_prefix) })
+        let version: String = sqlx::query_scalar("SELECT VERSION()").fetch_one(&pool).await?;
+        let returning = version.contains("MariaDB");
+        Ok(Self { pool, sql: Statements::new(&settings.table_prefix), returning })
     }
 
     pub(super) async fn migrate(&self, prefix: &str) -> Result<(), sqlx::Error> {
@@ -142,32 +170,53 @@ impl Db {
         Ok(outcome)
     }
 
-    /// One procedure call decides and charges; `None` when it wrote nothing.
+    /// One `INSERT ... RETURNING` decides and charges (MariaDB); `None`
+    /// when it wrote nothing, or on MySQL.
     pub(super) async fn single_statement(
         &self,
         kind: SingleStatement,
         request: &CheckRequest<'_>,
         key: &str,
     ) -> Result<Option<Decisions>, sqlx::Error> {
-        let check = &request.limits[0];
-        let (step, bound) = decide::single_statement_params(kind, check.limit);
-        let sql = match kind {
-            SingleStatement::Window => &self.sql.window,
-            SingleStatement::Bucket => &self.sql.bucket,
-        };
-        let (admitted, count, expires_at, now): (i64, i64, i64, i64) = sqlx::query_as(sql)
-            .bind(key)
-            .bind(request.at.map(decide::signed))
-            .bind(decide::signed(request.cost))
-            .bind(step)
-            .bind(bound)
-            .fetch_one(&self.pool)
-            .await?;
-        if admitted != 1 {
+        if !self.returning {
             return Ok(None);
         }
+        let check = &request.limits[0];
+        let (step, bound) = decide::single_statement_params(kind, check.limit);
+        let nonce = decide::nonce();
+        let at = request.at.map(decide::signed);
+        let cost = decide::signed(request.cost);
+        let query = match kind {
+            SingleStatement::Window => sqlx::query_as(&self.sql.window)
+                .bind(key)
+                .bind(&nonce)
+                .bind(cost)
+                .bind(at)
+                .bind(step)
+                .bind(step)
+                .bind(bound),
+            SingleStatement::Bucket => {
+                let step = step.saturating_mul(cost);
+                sqlx::query_as(&self.sql.bucket)
+                    .bind(key)
+                    .bind(&nonce)
+                    .bind(at)
+                    .bind(step)
+                    .bind(step)
+                    .bind(step)
+                    .bind(step)
+                    .bind(bound)
+                    .bind(step)
+                    .bind(step)
+            }
+        };
+        let (data, count, expires_at, now): (String, i64, i64, i64) = query.fetch_one(&self.pool).await?;
+        if data != nonce {
+            return Ok(None);
+        }
+        let now = request.at.unwrap_or_else(|| decide::nanos(now).saturating_mul(1_000));
         let mut decisions = Decisions::new();
-        decisions.push(decide::single_statement_decision(kind, check.limit, count, expires_at, decide::nanos(now)));
+        decisions.push(decide::single_statement_decision(kind, check.limit, count, expires_at, now));
         Ok(Some(decisions))
     }
 
