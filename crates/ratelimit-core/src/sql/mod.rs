@@ -1,13 +1,17 @@
 //! The SQL store: PostgreSQL, MySQL/MariaDB and SQLite through `sqlx`.
 //!
-//! Two tables hold the state: `{prefix}counters`, one row per key with the
-//! fixed-window, sliding-counter or token-bucket state in `data` (and the
-//! sliding log's lock row), and `{prefix}entries`, the sliding log's
-//! admitted requests. A decision is one short transaction: lock the
-//! request's counter rows, run the shared algorithms on what they hold,
-//! write the new state when every limit admits the request, commit.
-//! Concurrent decisions on one key queue on its row lock, so none can
-//! read a state another is about to replace.
+//! Two tables hold the state: `{prefix}counters`, one row per key (the
+//! fixed window's count and window end, the token bucket's arrival time,
+//! the sliding counter's state in `data`, the sliding log's lock row), and
+//! `{prefix}entries`, the sliding log's admitted requests.
+//!
+//! A single fixed-window or token-bucket limit is decided by one upsert
+//! that charges only when the request fits and returns the new state
+//! (PostgreSQL, SQLite, MariaDB). Everything else is one short
+//! transaction: lock the request's counter rows, run the shared algorithms
+//! on what they hold, write the new state when every limit admits the
+//! request, commit. Either way concurrent decisions on one key queue on its
+//! row lock, so none can read a state another is about to replace.
 
 /// The [`Txn`](decide::Txn) methods that are one statement each, written
 /// the same way on every engine (whose transaction types differ).
