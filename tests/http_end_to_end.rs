@@ -7,7 +7,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use ratelimit_core::{CheckRequest, Decisions, FakeClock, Health, LimitCheck, MemoryStore, Store, StoreError};
+use ratelimit_core::conformance::DownStore;
+use ratelimit_core::{Decisions, FakeClock, MemoryStore};
 use reqwest::StatusCode;
 use tower_ratelimit_smart::{
     Algorithm, FailurePolicy, HeaderStyle, Key, MissingKey, Mode, RateLimitConfig, RateLimitConfigBuilder,
@@ -264,24 +265,6 @@ async fn header_style_none_and_legacy() {
     let response = client.get(format!("{url}/legacy")).send().await.unwrap();
     assert_eq!(header(&response, "x-ratelimit-limit"), "1");
     assert!(response.headers().get("ratelimit-policy").is_none());
-}
-
-/// A store whose backend is down: every call fails.
-struct DownStore;
-
-impl Store for DownStore {
-    async fn check<'a>(&'a self, _: CheckRequest<'a>) -> Result<Decisions, StoreError> {
-        Err(StoreError::backend("down", "connection refused"))
-    }
-    async fn peek<'a>(&'a self, _: CheckRequest<'a>) -> Result<Decisions, StoreError> {
-        Err(StoreError::backend("down", "connection refused"))
-    }
-    async fn reset<'a>(&'a self, _: LimitCheck<'a>) -> Result<(), StoreError> {
-        Err(StoreError::backend("down", "connection refused"))
-    }
-    async fn health(&self) -> Result<Health, StoreError> {
-        Err(StoreError::backend("down", "connection refused"))
-    }
 }
 
 #[tokio::test]

@@ -21,8 +21,8 @@
 use std::time::Duration;
 
 use crate::clock::UnixNanos;
-use crate::store::{CheckRequest, LimitCheck, Store};
-use crate::{Algorithm, Decision, Decisions, Limit, Rate, key};
+use crate::store::{CheckRequest, Health, LimitCheck, Store};
+use crate::{Algorithm, Decision, Decisions, Limit, Rate, StoreError, key};
 
 /// How to run the suite against one store.
 #[derive(Clone, Debug)]
@@ -644,5 +644,31 @@ pub async fn zero_cost_is_free<S: Store>(store: &S, options: &ConformanceOptions
             check_decision(&model, t, 1, &d[0], &format!("{context}, peek after the free requests"));
         }
         let _ = store.reset(checks[0]).await;
+    }
+}
+
+/// A store whose backend is down: every call fails with a backend error,
+/// for testing failure policies, breakers and failover.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DownStore;
+
+impl DownStore {
+    fn error() -> StoreError {
+        StoreError::backend("down", "connection refused")
+    }
+}
+
+impl Store for DownStore {
+    async fn check<'a>(&'a self, _: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        Err(Self::error())
+    }
+    async fn peek<'a>(&'a self, _: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        Err(Self::error())
+    }
+    async fn reset<'a>(&'a self, _: LimitCheck<'a>) -> Result<(), StoreError> {
+        Err(Self::error())
+    }
+    async fn health(&self) -> Result<Health, StoreError> {
+        Err(Self::error())
     }
 }

@@ -57,6 +57,15 @@ pub fn seal_identity(key: &mut String, start: usize) {
     key.push('}');
 }
 
+/// `#` and the fingerprint of `bytes`, as a hashed identity is written:
+/// also what stores with a bounded key size keep instead of a long key.
+#[cfg(feature = "sql")]
+pub(crate) fn hashed(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(33);
+    push_digest(&mut out, fingerprint(bytes));
+    out
+}
+
 fn push_digest(out: &mut String, digest: [u64; 2]) {
     let _ = write!(out, "#{:016x}{:016x}", digest[0], digest[1]);
 }

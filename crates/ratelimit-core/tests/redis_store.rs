@@ -4,12 +4,11 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ratelimit_core::redis::{RedisSettings, RedisStore};
 use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, StoreError, key};
+use support::hammer::hammer;
 use support::proxy::{Mode, Proxy};
 use support::redis_servers::{Server, redis_available};
 
@@ -35,33 +34,8 @@ async fn concurrent_app_servers_admit_exactly_the_limit() {
     let server = Server::start(&[]);
     let stores = [connect(&server.url()).await, connect(&server.url()).await];
     for algorithm in Algorithm::ALL {
-        assert_eq!(hammer(&stores, algorithm).await, 100, "{algorithm}");
+        assert_eq!(hammer(&stores, 64, algorithm).await, 100, "{algorithm}");
     }
-}
-
-/// 64 tasks per store, four checks each, on one key with limit 100;
-/// returns how many were admitted.
-async fn hammer(stores: &[RedisStore], algorithm: Algorithm) -> usize {
-    let limit = Arc::new(limit("100/h", algorithm));
-    let key: Arc<str> = key::compose("t:", "race", algorithm, "one-client").into();
-    let admitted = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for store in stores {
-        for _ in 0..64 {
-            let (store, limit, key, admitted) = (store.clone(), limit.clone(), key.clone(), admitted.clone());
-            tasks.push(tokio::spawn(async move {
-                for _ in 0..4 {
-                    if allowed(&store, &key, &limit, 1).await.unwrap() {
-                        admitted.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            }));
-        }
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    admitted.load(Ordering::SeqCst)
 }
 
 #[tokio::test]
@@ -217,7 +191,7 @@ async fn cluster_keeps_each_decision_on_one_slot_and_spreads_clients() {
     let settings = RedisSettings::cluster(cluster.startup_nodes());
     let stores = [RedisStore::connect(settings.clone()).await.unwrap(), RedisStore::connect(settings).await.unwrap()];
     for algorithm in Algorithm::ALL {
-        assert_eq!(hammer(&stores, algorithm).await, 100, "{algorithm} on the cluster");
+        assert_eq!(hammer(&stores, 64, algorithm).await, 100, "{algorithm} on the cluster");
     }
     // Two limits of one request share the identity's slot (no CROSSSLOT).
     let limits = [limit("5/s", Algorithm::TokenBucket), limit("50/h", Algorithm::FixedWindow)];

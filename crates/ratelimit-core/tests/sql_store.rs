@@ -6,13 +6,13 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ratelimit_core::conformance::{self, ConformanceOptions};
 use ratelimit_core::sql::{SqlSettings, SqlStore};
 use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, StoreError, key};
+use support::hammer::hammer;
 use support::proxy::{Mode, Proxy};
 use support::redis_servers::services_required;
 
@@ -157,26 +157,7 @@ async fn concurrent_app_servers_admit_exactly_the_limit() {
         let Some(db) = TestDb::new(engine, "race").await else { continue };
         let stores = [db.store().await, db.store().await];
         for algorithm in Algorithm::ALL {
-            let limit = Arc::new(limit("100/h", algorithm));
-            let key: Arc<str> = key::compose("t:", "race", algorithm, "one-client").into();
-            let admitted = Arc::new(AtomicUsize::new(0));
-            let mut tasks = Vec::new();
-            for store in &stores {
-                for _ in 0..32 {
-                    let (store, limit, key, admitted) = (store.clone(), limit.clone(), key.clone(), admitted.clone());
-                    tasks.push(tokio::spawn(async move {
-                        for _ in 0..4 {
-                            if allowed(&store, &key, &limit, 1).await.unwrap() {
-                                admitted.fetch_add(1, Ordering::SeqCst);
-                            }
-                        }
-                    }));
-                }
-            }
-            for task in tasks {
-                task.await.unwrap();
-            }
-            assert_eq!(admitted.load(Ordering::SeqCst), 100, "{engine} {algorithm}");
+            assert_eq!(hammer(&stores, 32, algorithm).await, 100, "{engine} {algorithm}");
         }
         let log_rows = count(&stores[0], &db.prefix, "entries", "1 = 1").await;
         assert!(log_rows <= 100, "{engine}: the sliding log keeps at most `limit` rows, found {log_rows}");

@@ -9,28 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use ratelimit_core::{CheckRequest, Decisions, Health, LimitCheck, Store, StoreError};
+use ratelimit_core::conformance::DownStore;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_ratelimit_smart::{RateLimitConfig, RateLimitLayer};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
-
-struct DownStore;
-
-impl Store for DownStore {
-    async fn check<'a>(&'a self, _: CheckRequest<'a>) -> Result<Decisions, StoreError> {
-        Err(StoreError::backend("down", "connection refused"))
-    }
-    async fn peek<'a>(&'a self, _: CheckRequest<'a>) -> Result<Decisions, StoreError> {
-        Err(StoreError::backend("down", "connection refused"))
-    }
-    async fn reset<'a>(&'a self, _: LimitCheck<'a>) -> Result<(), StoreError> {
-        Err(StoreError::backend("down", "connection refused"))
-    }
-    async fn health(&self) -> Result<Health, StoreError> {
-        Err(StoreError::backend("down", "connection refused"))
-    }
-}
 
 /// Counts WARN events.
 #[derive(Clone, Default)]

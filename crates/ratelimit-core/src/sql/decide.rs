@@ -234,19 +234,6 @@ pub(super) fn single_statement_decision(
     }
 }
 
-/// A value no other request writes into `data`: marks the row an upsert
-/// admitted (see the MariaDB statements).
-pub(super) fn nonce() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let seed = *SEED.get_or_init(|| {
-        let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        (time as u64) ^ (u64::from(std::process::id()) << 32)
-    });
-    format!("n{seed:x}.{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
 /// Database integers are signed; times until 2262 and costs up to the
 /// rate bound fit.
 pub(super) fn signed(value: u64) -> i64 {

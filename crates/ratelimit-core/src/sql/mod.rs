@@ -60,6 +60,7 @@ mod settings;
 mod sqlite;
 mod state;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -75,7 +76,7 @@ use crate::{Decisions, StoreError};
 /// Tries of one decision that the database aborted to break a deadlock.
 const MAX_ATTEMPTS: u32 = 5;
 
-/// Keys longer than this, or not ASCII, are stored as their SHA-256.
+/// Keys longer than this, or not printable ASCII, are stored hashed.
 const MAX_STORED_KEY: usize = 255;
 
 /// A rate-limit store in a SQL database. Clones share the pool.
@@ -216,8 +217,8 @@ impl SqlStore {
 
     async fn decide(&self, request: CheckRequest<'_>, charge: bool) -> Result<Decisions, StoreError> {
         request.validate()?;
-        let stored: SmallVec<[StoredKey<'_>; 2]> = request.limits.iter().map(|l| StoredKey::new(l.key)).collect();
-        let keys: SmallVec<[&str; 2]> = stored.iter().map(StoredKey::as_str).collect();
+        let stored: SmallVec<[Cow<'_, str>; 2]> = request.limits.iter().map(|l| stored_key(l.key)).collect();
+        let keys: SmallVec<[&str; 2]> = stored.iter().map(|k| k.as_ref()).collect();
         let timeout = self.inner.settings.timeout;
         let work = async {
             let mut attempts = 0;
@@ -369,33 +370,14 @@ fn rows_in_order(keys: &[&str], found: Vec<(String, Option<Row>)>) -> Vec<Option
     rows
 }
 
-/// A key as stored: itself when short and ASCII (the key column is ASCII
-/// and 255 long), else `#` and its SHA-256.
-enum StoredKey<'a> {
-    Plain(&'a str),
-    Hashed(String),
-}
-
-impl<'a> StoredKey<'a> {
-    fn new(key: &'a str) -> Self {
-        if key.len() <= MAX_STORED_KEY && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-            return StoredKey::Plain(key);
-        }
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(key.as_bytes());
-        let mut hashed = String::with_capacity(65);
-        hashed.push('#');
-        for byte in digest {
-            hashed.push_str(&format!("{byte:02x}"));
-        }
-        StoredKey::Hashed(hashed)
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            StoredKey::Plain(key) => key,
-            StoredKey::Hashed(key) => key,
-        }
+/// A key as stored: itself when short and printable ASCII (the key column
+/// is ASCII and 255 long), else its fingerprint (`#` and 32 hex digits),
+/// as the key module writes hashed identities.
+fn stored_key(key: &str) -> Cow<'_, str> {
+    if key.len() <= MAX_STORED_KEY && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        Cow::Borrowed(key)
+    } else {
+        Cow::Owned(crate::key::hashed(key.as_bytes()))
     }
 }
 
@@ -409,9 +391,17 @@ impl Store for SqlStore {
     }
 
     async fn reset<'a>(&'a self, limit: LimitCheck<'a>) -> Result<(), StoreError> {
-        let key = StoredKey::new(limit.key);
+        let key = stored_key(limit.key);
         let timeout = self.inner.settings.timeout;
-        let work = async { on_engine!(&self.inner.db, db => db.reset(key.as_str()).await) };
+        let work = async {
+            on_engine!(&self.inner.db, db => {
+                // One transaction, so the counter and the log go together.
+                let mut tx = db.pool.begin().await?;
+                sqlx::query(&db.sql.reset_counter).bind(key.as_ref()).execute(&mut *tx).await?;
+                sqlx::query(&db.sql.reset_entries).bind(key.as_ref()).execute(&mut *tx).await?;
+                tx.commit().await
+            })
+        };
         tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| StoreError::Timeout { store: self.inner.engine.as_str(), after: timeout })?
@@ -421,12 +411,14 @@ impl Store for SqlStore {
     async fn health(&self) -> Result<Health, StoreError> {
         let started = Instant::now();
         let timeout = self.inner.settings.timeout.max(Duration::from_secs(1));
-        tokio::time::timeout(timeout, async { on_engine!(&self.inner.db, db => db.ping().await) })
+        let ping =
+            async { on_engine!(&self.inner.db, db => sqlx::query("SELECT 1").execute(&db.pool).await.map(drop)) };
+        tokio::time::timeout(timeout, ping)
             .await
             .map_err(|_| StoreError::Timeout { store: self.inner.engine.as_str(), after: timeout })?
             .map_err(|e| self.error(e))?;
         let latency = started.elapsed();
-        let (size, idle) = on_engine!(&self.inner.db, db => db.pool_details());
+        let (size, idle) = on_engine!(&self.inner.db, db => (db.pool.size(), db.pool.num_idle()));
         let details = vec![
             ("engine".to_owned(), self.inner.engine.as_str().to_owned()),
             ("table_prefix".to_owned(), self.inner.settings.table_prefix.clone()),

@@ -27,8 +27,8 @@ pub(super) struct Statements {
     put: String,
     prune: String,
     append: String,
-    reset_counter: String,
-    reset_entries: String,
+    pub(super) reset_counter: String,
+    pub(super) reset_entries: String,
     cleanup_counters: String,
     cleanup_entries: String,
 }
@@ -101,7 +101,7 @@ impl Statements {
 /// A connected MySQL or MariaDB store backend.
 pub(super) struct Db {
     pub(super) pool: MySqlPool,
-    sql: Statements,
+    pub(super) sql: Statements,
     /// MariaDB, whose `INSERT ... RETURNING` decides the single-statement
     /// cases; MySQL has no such statement and uses the transaction.
     returning: bool,
@@ -183,7 +183,7 @@ impl Db {
         }
         let check = &request.limits[0];
         let (step, bound) = decide::single_statement_params(kind, check.limit);
-        let nonce = decide::nonce();
+        let nonce = nonce();
         let at = request.at.map(decide::signed);
         let cost = decide::signed(request.cost);
         let query = match kind {
@@ -220,25 +220,10 @@ impl Db {
         Ok(Some(decisions))
     }
 
-    pub(super) async fn reset(&self, key: &str) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(&self.sql.reset_counter).bind(key).execute(&mut *tx).await?;
-        sqlx::query(&self.sql.reset_entries).bind(key).execute(&mut *tx).await?;
-        tx.commit().await
-    }
-
     pub(super) async fn cleanup_batch(&self, batch: u64) -> Result<u64, sqlx::Error> {
         let counters = sqlx::query(&self.sql.cleanup_counters).bind(batch).execute(&self.pool).await?;
         let entries = sqlx::query(&self.sql.cleanup_entries).bind(batch).execute(&self.pool).await?;
         Ok(counters.rows_affected() + entries.rows_affected())
-    }
-
-    pub(super) async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
-    }
-
-    pub(super) fn pool_details(&self) -> (u32, usize) {
-        (self.pool.size(), self.pool.num_idle())
     }
 }
 
@@ -298,4 +283,17 @@ impl Txn for MySqlTxn<'_> {
     }
 
     one_statement_writes!();
+}
+
+/// A value no other request writes into `data`: marks the row an upsert
+/// admitted (see the `window` and `bucket` statements).
+pub(super) fn nonce() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        let time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        (time as u64) ^ (u64::from(std::process::id()) << 32)
+    });
+    format!("n{seed:x}.{:x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }

@@ -24,8 +24,8 @@ pub(super) struct Statements {
     put: String,
     prune: String,
     append: String,
-    reset_counter: String,
-    reset_entries: String,
+    pub(super) reset_counter: String,
+    pub(super) reset_entries: String,
     cleanup_counters: String,
     cleanup_entries: String,
 }
@@ -92,7 +92,7 @@ impl Statements {
 /// A connected PostgreSQL store backend.
 pub(super) struct Db {
     pub(super) pool: PgPool,
-    sql: Statements,
+    pub(super) sql: Statements,
 }
 
 impl Db {
@@ -181,27 +181,12 @@ impl Db {
         }))
     }
 
-    pub(super) async fn reset(&self, key: &str) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(&self.sql.reset_counter).bind(key).execute(&mut *tx).await?;
-        sqlx::query(&self.sql.reset_entries).bind(key).execute(&mut *tx).await?;
-        tx.commit().await
-    }
-
     /// Deletes up to `batch` expired counter rows and as many entries.
     pub(super) async fn cleanup_batch(&self, batch: u64) -> Result<u64, sqlx::Error> {
         let limit = decide::signed(batch);
         let counters = sqlx::query(&self.sql.cleanup_counters).bind(limit).execute(&self.pool).await?;
         let entries = sqlx::query(&self.sql.cleanup_entries).bind(limit).execute(&self.pool).await?;
         Ok(counters.rows_affected() + entries.rows_affected())
-    }
-
-    pub(super) async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
-    }
-
-    pub(super) fn pool_details(&self) -> (u32, usize) {
-        (self.pool.size(), self.pool.num_idle())
     }
 }
 

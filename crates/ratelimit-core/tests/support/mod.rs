@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod hammer;
 pub mod proxy;
 pub mod redis_servers;
