@@ -294,7 +294,7 @@ fn nanos(n: UnixNanos) -> Duration {
 /// Failures of the store itself; a store that answered "your request is
 /// wrong" is healthy.
 fn counts_as_failure(error: &StoreError) -> bool {
-    matches!(error, StoreError::Backend { .. } | StoreError::Timeout { .. })
+    matches!(error, StoreError::Backend { .. } | StoreError::Timeout { .. } | StoreError::Connecting { .. })
 }
 
 impl<S: Store, C: Clock> Store for CircuitBreaker<S, C> {

@@ -67,6 +67,16 @@ pub enum StoreError {
         /// What it supports instead.
         supported: &'static str,
     },
+    /// The store is still making its first connection (or a new one after
+    /// a failed attempt): the call waited for the attempt as long as the
+    /// store's connect timeout allows.
+    #[error("{store} store is still connecting (waited {waited:?})")]
+    Connecting {
+        /// Which kind of store.
+        store: &'static str,
+        /// How long the call waited.
+        waited: Duration,
+    },
     /// The store's circuit breaker is open: the call was refused without
     /// touching the store.
     #[error("the circuit breaker of store {store} is open; the next probe in {retry_after:?}")]

@@ -170,12 +170,20 @@ impl MultiStore {
 /// again. An open breaker does: the store is known to be down. A fast
 /// error (a refused connection) does not: trying the store costs little,
 /// and its circuit breaker, if it has one, must see those failures to open.
+/// A store still connecting after its connect timeout is treated as a
+/// timeout.
 fn leaves_rotation(error: &StoreError) -> bool {
-    matches!(error, StoreError::Timeout { .. } | StoreError::CircuitOpen { .. })
+    matches!(error, StoreError::Timeout { .. } | StoreError::Connecting { .. } | StoreError::CircuitOpen { .. })
 }
 
 fn is_outage(error: &StoreError) -> bool {
-    matches!(error, StoreError::Backend { .. } | StoreError::Timeout { .. } | StoreError::CircuitOpen { .. })
+    matches!(
+        error,
+        StoreError::Backend { .. }
+            | StoreError::Timeout { .. }
+            | StoreError::Connecting { .. }
+            | StoreError::CircuitOpen { .. }
+    )
 }
 
 impl Inner {

@@ -211,8 +211,10 @@ fn documented_settings_parse() {
     Settings::from_file(format!("{root}/examples/limits.toml")).unwrap();
 }
 
-/// A store that cannot connect costs one connection attempt a second, not
-/// one per request, and is used as soon as an attempt succeeds.
+/// A store that cannot connect costs one connection attempt per backoff
+/// step, not one per request: the first call waits for the attempt under
+/// way, later ones fail at once until the next attempt, and the store is
+/// used as soon as an attempt succeeds.
 #[tokio::test]
 async fn a_store_that_is_down_at_startup_is_retried_without_stalling_requests() {
     use std::sync::Arc;

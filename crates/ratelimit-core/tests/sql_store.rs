@@ -164,6 +164,74 @@ async fn concurrent_app_servers_admit_exactly_the_limit() {
     }
 }
 
+/// Runs `work` on a copy of `store` in a loop until the returned guard
+/// is dropped.
+fn in_a_loop<F, Fut>(store: &SqlStore, work: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(SqlStore) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let store = store.clone();
+    tokio::spawn(async move {
+        loop {
+            work(store.clone()).await;
+            tokio::task::yield_now().await;
+        }
+    })
+}
+
+/// Cleanup deleting rows in a loop beside the exactness hammer: still
+/// exactly the limit. Resets of the hammered key in a loop: every decision
+/// is still made on the database's time (a decision made on time 0 would
+/// report waits of decades), and none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_and_reset_racing_decisions_never_break_them() {
+    for engine in ENGINES {
+        let Some(db) = TestDb::new(engine, "racing").await else { continue };
+        let stores = [db.store().await, db.store().await];
+        let cleaner = in_a_loop(&stores[0], |store| async move {
+            store.cleanup().await.unwrap();
+        });
+        for algorithm in Algorithm::ALL {
+            assert_eq!(hammer(&stores, 32, algorithm).await, 100, "{engine} {algorithm} beside cleanup");
+        }
+        for algorithm in Algorithm::ALL {
+            let limit = limit("100/h", algorithm);
+            let key = key::compose("t:", "reset-race", algorithm, "c");
+            let resetter = {
+                let (key, limit) = (key.clone(), limit.clone());
+                in_a_loop(&stores[1], move |store| {
+                    let (key, limit) = (key.clone(), limit.clone());
+                    async move {
+                        store.reset(LimitCheck { key: &key, limit: &limit }).await.unwrap();
+                    }
+                })
+            };
+            let mut tasks = Vec::new();
+            for task in 0..16 {
+                let (store, key, limit) = (stores[task % 2].clone(), key.clone(), limit.clone());
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..10 {
+                        let checks = [LimitCheck { key: &key, limit: &limit }];
+                        let decisions = store.check(CheckRequest::new(&checks, 1)).await.unwrap();
+                        let decision = &decisions.as_slice()[0];
+                        // The sliding counter's weighted window reaches
+                        // back one period further than the others.
+                        let bound = Duration::from_secs(2 * 3600);
+                        assert!(decision.reset_after <= bound, "{decision:?}");
+                        assert!(decision.retry_after.is_none_or(|wait| wait <= bound), "{decision:?}");
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await.unwrap_or_else(|e| panic!("{engine} {algorithm} beside resets: {e}"));
+            }
+            resetter.abort();
+        }
+        cleaner.abort();
+    }
+}
+
 #[tokio::test]
 async fn migrations_run_twice_are_a_no_op() {
     for engine in ENGINES {

@@ -45,8 +45,11 @@ fn backend_error(error: RedisError) -> StoreError {
     StoreError::backend(STORE, error)
 }
 
+/// Runs `work` within `limit`; the client's own response timeout, which
+/// may fire first, is reported as the same timeout.
 async fn within<T>(limit: Duration, work: impl Future<Output = Result<T, RedisError>>) -> Result<T, StoreError> {
     match tokio::time::timeout(limit, work).await {
+        Ok(Err(error)) if error.is_timeout() => Err(StoreError::Timeout { store: STORE, after: limit }),
         Ok(result) => result.map_err(backend_error),
         Err(_) => Err(StoreError::Timeout { store: STORE, after: limit }),
     }
@@ -104,7 +107,10 @@ impl Backend {
                 let client = ::redis::cluster::ClusterClient::builder(nodes)
                     .connection_timeout(settings.socket_connect_timeout)
                     .response_timeout(settings.socket_timeout)
-                    .retries(2)
+                    // No retry by the client: it would send a decision
+                    // again after a late reply, charging it twice. The
+                    // store follows redirections itself (`never_ran`).
+                    .retries(0)
                     .build()
                     .map_err(backend_error)?;
                 let connection = within(settings.socket_connect_timeout * 4, client.get_async_connection()).await?;

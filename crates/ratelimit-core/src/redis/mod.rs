@@ -53,7 +53,22 @@ impl RedisStore {
     pub async fn connect(settings: RedisSettings) -> Result<Self, StoreError> {
         settings.validate().map_err(|e| StoreError::Config(e.to_string()))?;
         let backend = Backend::connect(&settings).await?;
-        Ok(Self { inner: Arc::new(Inner { backend, script: Script::new(SCRIPT), settings }) })
+        let script = Script::new(SCRIPT);
+        // Loaded now (on every primary of a Cluster), so the first burst of
+        // decisions does not each meet NOSCRIPT and send the whole script.
+        let load = ::redis::cmd("SCRIPT").arg("LOAD").arg(SCRIPT).clone();
+        match backend.query::<::redis::Value>(&load, settings.socket_connect_timeout.max(settings.socket_timeout)).await
+        {
+            // A server whose ACL refuses SCRIPT LOAD still runs the script
+            // (EVALSHA falls back to EVAL), so only a failure to answer is
+            // a failed connection.
+            Err(StoreError::Backend { source, .. })
+                if source
+                    .downcast_ref::<::redis::RedisError>()
+                    .is_some_and(|e| matches!(e.kind(), ::redis::ErrorKind::Server(_))) => {}
+            other => drop(other?),
+        }
+        Ok(Self { inner: Arc::new(Inner { backend, script, settings }) })
     }
 
     /// The settings in use.
@@ -92,12 +107,21 @@ impl RedisStore {
                 .arg(limit.period_nanos() / 1_000)
                 .arg(limit.capacity());
         }
-        let mut attempts = if inner.settings.retry_on_timeout { 2 } else { 1 };
+        // A decision is sent again only when the first try is known not to
+        // have run: a script whose reply was merely late may have charged,
+        // and a second run would charge twice.
+        let mut redirects = 0;
+        let mut refused_retry = inner.settings.retry_on_timeout;
         let values: Vec<i64> = loop {
-            attempts -= 1;
-            match inner.backend.invoke(&invocation, inner.settings.socket_timeout).await {
-                Err(StoreError::Timeout { .. }) if attempts > 0 => continue,
-                other => break other?,
+            let outcome = inner.backend.invoke(&invocation, inner.settings.socket_timeout).await;
+            match outcome.as_ref().err().and_then(never_ran) {
+                Some(NeverRan::Redirected) if redirects < MAX_REDIRECTS => {
+                    redirects += 1;
+                    // The client refreshes its slot map in the background.
+                    tokio::time::sleep(REDIRECT_PAUSE).await;
+                }
+                Some(NeverRan::Refused) if refused_retry => refused_retry = false,
+                _ => break outcome?,
             }
         };
         parse(&values, request.limits)
@@ -118,6 +142,41 @@ fn code(algorithm: Algorithm) -> &'static str {
         Algorithm::SlidingWindow => "sw",
         Algorithm::SlidingWindowCounter => "swc",
         Algorithm::TokenBucket => "tb",
+    }
+}
+
+/// Redirections of one decision followed before giving up: a Cluster
+/// whose slots are moving answers `MOVED` or `TRYAGAIN` for a moment.
+const MAX_REDIRECTS: u32 = 2;
+const REDIRECT_PAUSE: Duration = Duration::from_millis(10);
+
+/// Failures after which the script is known not to have run.
+enum NeverRan {
+    /// The connection was refused: nothing was sent.
+    Refused,
+    /// A Cluster node answered that another node owns the key, or that
+    /// the cluster cannot serve it now: the script was not run.
+    Redirected,
+}
+
+fn never_ran(error: &StoreError) -> Option<NeverRan> {
+    use ::redis::{ErrorKind, ServerErrorKind};
+    let StoreError::Backend { source, .. } = error else { return None };
+    let error = source.downcast_ref::<::redis::RedisError>()?;
+    if error.is_connection_refusal() {
+        return Some(NeverRan::Refused);
+    }
+    match error.kind() {
+        ErrorKind::ClusterConnectionNotFound => Some(NeverRan::Refused),
+        ErrorKind::Server(
+            ServerErrorKind::Moved
+            | ServerErrorKind::Ask
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::BusyLoading,
+        ) => Some(NeverRan::Redirected),
+        _ => None,
     }
 }
 

@@ -48,7 +48,11 @@ pub struct RedisSettings {
     pub socket_keepalive: bool,
     /// How many multiplexed connections requests are spread over (default 2).
     pub max_connections: usize,
-    /// Retry a decision once when it timed out (default off).
+    /// Send a decision a second time when the first is known not to have
+    /// reached Redis: the connection was refused (default off). The name is
+    /// the Django setting's, but a decision that timed out is never sent
+    /// again, since its script may have run and charged; a second run would
+    /// charge twice.
     pub retry_on_timeout: bool,
     /// Prepended to every key (default empty); no braces.
     pub key_prefix: String,

@@ -2,23 +2,27 @@
 //! stores registered in code, a multi-store chain of any of them, each
 //! behind a circuit breaker when `[circuit_breaker]` is set.
 //!
-//! Shared stores connect lazily: a store whose server is down when the
-//! application starts does not stop it from starting; each call retries
-//! the connection (the breaker, when configured, spaces the retries out)
-//! and the failure policy or the next store of a chain answers meanwhile.
+//! Shared stores start connecting in the background as they are built (see
+//! [`ConnectingStore`]): a store whose server is down when the application
+//! starts does not stop it from starting, a request that arrives while the
+//! connection is being made waits for it (up to the store's connect
+//! timeout), and while the store is down the failure policy or the next
+//! store of a chain answers.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
 use super::{MemorySettings, Settings, SettingsError, error};
+use crate::StoreError;
 use crate::breaker::CircuitBreaker;
 use crate::multi::{MultiStore, MultiStoreConfig, Strategy};
-use crate::store::{BoxFuture, CheckRequest, Health, LimitCheck, SharedStore, Store};
-use crate::{Decisions, StoreError};
+use crate::store::{BoxFuture, ConnectingStore, SharedStore};
+
+/// How long a request waits for a custom store's connection attempt.
+const CUSTOM_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Builds a custom store from its settings table.
 pub type StoreFactory = Arc<dyn Fn(toml::Table) -> BoxFuture<'static, Result<SharedStore, StoreError>> + Send + Sync>;
@@ -67,6 +71,9 @@ pub struct Member {
     pub kind: String,
     /// The store, behind its circuit breaker when one is configured.
     pub store: SharedStore,
+    /// How long a call waits for a connection attempt under way; `None`
+    /// for the memory store, which has nothing to connect to.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// The stores the settings describe.
@@ -129,10 +136,10 @@ fn member(
     field: &str,
 ) -> Result<Member, SettingsError> {
     let config_field = if field == backend { backend.to_owned() } else { format!("{field}.config") };
-    let store = match backend {
+    let (store, connect_timeout) = match backend {
         "memory" => {
             let memory: MemorySettings = parse(config, source, &config_field)?;
-            memory_store(&memory, source, &config_field)?
+            (memory_store(&memory, source, &config_field)?, None)
         }
         "redis" => redis_store(config, source, &config_field)?,
         "database" => sql_store(config, source, &config_field)?,
@@ -145,7 +152,10 @@ fn member(
                     _ => toml::Table::new(),
                 };
                 let factory = factory.clone();
-                lazy("custom", move || factory(table.clone()))
+                (
+                    background("custom", CUSTOM_CONNECT_TIMEOUT, move || factory(table.clone())),
+                    Some(CUSTOM_CONNECT_TIMEOUT),
+                )
             }
             None => {
                 let known = ["memory", "redis", "database", "multi"].into_iter().chain(registry.names());
@@ -168,7 +178,7 @@ fn member(
         ),
         None => store,
     };
-    Ok(Member { name: name.to_owned(), kind: backend.to_owned(), store })
+    Ok(Member { name: name.to_owned(), kind: backend.to_owned(), store, connect_timeout })
 }
 
 fn parse<T: DeserializeOwned>(config: toml::Value, source: &str, field: &str) -> Result<T, SettingsError> {
@@ -193,35 +203,39 @@ fn memory_store(_: &MemorySettings, source: &str, field: &str) -> Result<SharedS
 }
 
 #[cfg(feature = "redis")]
-fn redis_store(config: toml::Value, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
+fn redis_store(config: toml::Value, source: &str, field: &str) -> Result<Connected, SettingsError> {
     let redis: crate::redis::RedisSettings = parse(config, source, field)?;
     redis.validate().map_err(|e| SettingsError::new(source, field, e.to_string()))?;
-    Ok(lazy("redis", move || {
+    let wait = redis.socket_connect_timeout;
+    let store = background("redis", wait, move || {
         let redis = redis.clone();
         Box::pin(async move { crate::redis::RedisStore::connect(redis).await.map(SharedStore::new) })
-    }))
+    });
+    Ok((store, Some(wait)))
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis_store(_: toml::Value, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
+fn redis_store(_: toml::Value, source: &str, field: &str) -> Result<Connected, SettingsError> {
     Err(SettingsError::new(source, field, "this build has no Redis store; enable the crate feature `redis`"))
 }
 
 #[cfg(feature = "sql")]
-fn sql_store(config: toml::Value, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
+fn sql_store(config: toml::Value, source: &str, field: &str) -> Result<Connected, SettingsError> {
     let database: crate::sql::SqlSettings = parse(config, source, field)?;
     if database.url.is_empty() {
         return Err(SettingsError::new(source, &format!("{field}.url"), "is required for the database store"));
     }
     database.validate().map_err(|e| SettingsError::new(source, field, e))?;
-    Ok(lazy("database", move || {
+    let wait = database.connect_timeout;
+    let store = background("database", wait, move || {
         let database = database.clone();
         Box::pin(async move { crate::sql::SqlStore::connect(database).await.map(SharedStore::new) })
-    }))
+    });
+    Ok((store, Some(wait)))
 }
 
 #[cfg(not(feature = "sql"))]
-fn sql_store(_: toml::Value, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
+fn sql_store(_: toml::Value, source: &str, field: &str) -> Result<Connected, SettingsError> {
     Err(SettingsError::new(
         source,
         field,
@@ -229,82 +243,12 @@ fn sql_store(_: toml::Value, source: &str, field: &str) -> Result<SharedStore, S
     ))
 }
 
-type Connect = Box<dyn Fn() -> BoxFuture<'static, Result<SharedStore, StoreError>> + Send + Sync>;
+/// A store that connects in the background, and how long a call waits for it.
+type Connected = (SharedStore, Option<Duration>);
 
-/// A store that connects on first use and again after a failed attempt.
-struct LazyStore {
-    kind: &'static str,
-    connected: tokio::sync::OnceCell<SharedStore>,
-    connect: Connect,
-    /// An attempt is under way: other calls fail at once instead of queueing.
-    connecting: AtomicBool,
-    /// The last failed attempt, when and why: calls within
-    /// [`RECONNECT_AFTER`] of it fail at once instead of waiting for
-    /// another connection timeout each.
-    failed: Mutex<Option<(Instant, String)>>,
-}
-
-/// The pause between connection attempts to a store that is down.
-const RECONNECT_AFTER: Duration = Duration::from_secs(1);
-
-fn lazy<F>(kind: &'static str, connect: F) -> SharedStore
+fn background<F>(kind: &'static str, connect_timeout: Duration, connect: F) -> SharedStore
 where
     F: Fn() -> BoxFuture<'static, Result<SharedStore, StoreError>> + Send + Sync + 'static,
 {
-    SharedStore::new(LazyStore {
-        kind,
-        connected: tokio::sync::OnceCell::new(),
-        connect: Box::new(connect),
-        connecting: AtomicBool::new(false),
-        failed: Mutex::new(None),
-    })
-}
-
-impl LazyStore {
-    async fn get(&self) -> Result<&SharedStore, StoreError> {
-        if let Some(store) = self.connected.get() {
-            return Ok(store);
-        }
-        let not_yet = |why: &str| StoreError::backend(self.kind, format!("not connected yet: {why}"));
-        if let Some((at, why)) = &*self.failed.lock().unwrap_or_else(|e| e.into_inner()) {
-            if at.elapsed() < RECONNECT_AFTER {
-                return Err(not_yet(why));
-            }
-        }
-        if self.connecting.swap(true, Ordering::AcqRel) {
-            return Err(not_yet("a connection attempt is under way"));
-        }
-        // Cleared on drop: a caller that gives up mid-attempt (a health
-        // check's timeout) must not leave the flag set.
-        struct Attempt<'a>(&'a AtomicBool);
-        impl Drop for Attempt<'_> {
-            fn drop(&mut self) {
-                self.0.store(false, Ordering::Release);
-            }
-        }
-        let _attempt = Attempt(&self.connecting);
-        let result = self.connected.get_or_try_init(|| (self.connect)()).await;
-        if let Err(error) = &result {
-            *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), error.to_string()));
-        }
-        result
-    }
-}
-
-impl Store for LazyStore {
-    async fn check<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
-        self.get().await?.check(request).await
-    }
-
-    async fn peek<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
-        self.get().await?.peek(request).await
-    }
-
-    async fn reset<'a>(&'a self, limit: LimitCheck<'a>) -> Result<(), StoreError> {
-        self.get().await?.reset(limit).await
-    }
-
-    async fn health(&self) -> Result<Health, StoreError> {
-        self.get().await?.health().await
-    }
+    SharedStore::new(ConnectingStore::start(kind, connect_timeout, connect))
 }

@@ -29,6 +29,17 @@ pub(super) struct Row {
     pub(super) expires_at: i64,
 }
 
+/// Rounds of "create the missing rows, lock them" before a decision gives
+/// up; each round is lost only to a reset or cleanup deleting a row between
+/// the two statements, so this is never reached in practice.
+pub(super) const MAX_LOCK_TRIES: u32 = 5;
+
+/// The error of a decision whose rows were deleted under it every round:
+/// it fails rather than decide without the rows' state and time.
+pub(super) fn rows_kept_vanishing() -> sqlx::Error {
+    sqlx::Error::Protocol("the counter rows were deleted between creating and locking them".to_owned())
+}
+
 /// What a decision needs from one engine's open transaction.
 pub(super) trait Txn: Send {
     /// Reads the counter rows of `keys` (sorted, distinct) in that order,

@@ -6,7 +6,40 @@
 //! (`IF NOT EXISTS`), so running them twice, or from two processes at
 //! once, is harmless.
 
+use std::time::Duration;
+
 use super::Engine;
+
+/// Why migrations did not run.
+#[derive(Debug)]
+pub(super) enum MigrateError {
+    /// A statement failed.
+    Sql(sqlx::Error),
+    /// The lock that serialises migrators was not had in time.
+    Lock {
+        /// The lock's name.
+        lock: String,
+        /// How the engine takes it.
+        how: &'static str,
+        /// How long it was waited for.
+        waited: Duration,
+    },
+}
+
+impl From<sqlx::Error> for MigrateError {
+    fn from(error: sqlx::Error) -> Self {
+        MigrateError::Sql(error)
+    }
+}
+
+/// The name of the lock concurrent migrators of one prefix take.
+pub(super) fn lock_name(prefix: &str) -> String {
+    format!("{prefix}schema")
+}
+
+pub(super) fn lock_not_taken(lock: &str, how: &'static str, waited: Duration) -> MigrateError {
+    MigrateError::Lock { lock: lock.to_owned(), how, waited }
+}
 
 /// One schema version.
 pub(super) struct Migration {

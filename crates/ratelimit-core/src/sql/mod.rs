@@ -134,11 +134,17 @@ impl std::fmt::Debug for SqlStore {
 }
 
 impl SqlStore {
-    /// Validates the settings, connects, and applies the migrations unless
-    /// `migrate` is off.
+    /// Validates the settings, connects, applies the migrations unless
+    /// `migrate` is off, and opens the pool's connections. Each step is
+    /// bounded by `connect_timeout`, so a store that returns is ready for
+    /// a burst of decisions.
     pub async fn connect(settings: SqlSettings) -> Result<Self, StoreError> {
         let engine = settings.validate().map_err(StoreError::Config)?;
-        let db = Db::connect(engine, &settings).await.map_err(|e| connect_error(engine, &settings.url, &e))?;
+        let bound = settings.connect_timeout;
+        let db = tokio::time::timeout(bound, Db::connect(engine, &settings))
+            .await
+            .map_err(|_| StoreError::Timeout { store: engine.as_str(), after: bound })?
+            .map_err(|e| connect_error(engine, &settings.url, &e))?;
         let store = Self {
             inner: Arc::new(Inner {
                 db,
@@ -151,13 +157,57 @@ impl SqlStore {
         if store.inner.settings.migrate {
             store.migrate().await?;
         }
+        store.open_connections().await;
         Ok(store)
     }
 
-    /// Applies the schema migrations that are not applied yet.
+    /// Applies the schema migrations that are not applied yet, within
+    /// `connect_timeout`; a migration lock another process holds longer
+    /// is an error that names it.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let prefix = &self.inner.settings.table_prefix;
-        on_engine!(&self.inner.db, db => db.migrate(prefix).await).map_err(|e| self.error(e))
+        let bound = self.inner.settings.connect_timeout;
+        let store = self.inner.engine.as_str();
+        let lock = migrate::lock_name(prefix);
+        let run = async { on_engine!(&self.inner.db, db => db.migrate(prefix, bound).await) };
+        match tokio::time::timeout(bound, run).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(migrate::MigrateError::Sql(e))) => Err(self.error(e)),
+            Ok(Err(migrate::MigrateError::Lock { lock, how, waited })) => Err(StoreError::backend(
+                store,
+                format!(
+                    "migrations: the lock {lock:?} ({how}) was not had within {waited:?} (database.connect_timeout); another process is migrating or holds it"
+                ),
+            )),
+            Err(_) => Err(StoreError::backend(
+                store,
+                format!(
+                    "migrations did not finish within {bound:?} (database.connect_timeout); the lock {lock:?} may be held by another process"
+                ),
+            )),
+        }
+    }
+
+    /// Opens every connection of the pool before the first decision, so a
+    /// burst right after start does not wait on connection set-up inside
+    /// its decision timeout. A connection that cannot be opened now is
+    /// opened on demand later.
+    async fn open_connections(&self) {
+        on_engine!(&self.inner.db, db => {
+            let wanted = db.pool.options().get_max_connections();
+            let mut opening = tokio::task::JoinSet::new();
+            for _ in 0..wanted {
+                let pool = db.pool.clone();
+                opening.spawn(async move { pool.acquire().await });
+            }
+            // Held until all are open, so none is handed to a second opener.
+            let mut open = Vec::with_capacity(wanted as usize);
+            while let Some(joined) = opening.join_next().await {
+                if let Ok(Ok(connection)) = joined {
+                    open.push(connection);
+                }
+            }
+        })
     }
 
     /// The engine in use.

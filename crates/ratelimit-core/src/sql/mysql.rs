@@ -5,6 +5,8 @@
 //! COMMITTED transaction (no gap locks, so creating a missing row never
 //! deadlocks). Time from `SYSDATE(6)`.
 
+use std::time::Duration;
+
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::{MySql, Row as _, Transaction};
 
@@ -125,12 +127,17 @@ impl Db {
         Ok(Self { pool, sql: Statements::new(&settings.table_prefix), returning })
     }
 
-    pub(super) async fn migrate(&self, prefix: &str) -> Result<(), sqlx::Error> {
+    pub(super) async fn migrate(&self, prefix: &str, wait: Duration) -> Result<(), migrate::MigrateError> {
         // DDL commits implicitly here, so a named lock on one connection
         // serialises concurrent migrators instead of a transaction.
         let mut conn = self.pool.acquire().await?;
-        let lock = format!("{prefix}schema");
-        sqlx::query("SELECT GET_LOCK(?, 10)").bind(&lock).execute(&mut *conn).await?;
+        let lock = migrate::lock_name(prefix);
+        let seconds = wait.as_secs_f64().max(0.001);
+        let taken: Option<i64> =
+            sqlx::query_scalar("SELECT GET_LOCK(?, ?)").bind(&lock).bind(seconds).fetch_one(&mut *conn).await?;
+        if taken != Some(1) {
+            return Err(migrate::lock_not_taken(&lock, "GET_LOCK", wait));
+        }
         let result = async {
             sqlx::query(&migrate::versions_table(Engine::MySql, prefix)).execute(&mut *conn).await?;
             for migration in migrate::migrations(Engine::MySql) {
@@ -154,7 +161,7 @@ impl Db {
         }
         .await;
         sqlx::query("SELECT RELEASE_LOCK(?)").bind(&lock).execute(&mut *conn).await?;
-        result
+        Ok(result?)
     }
 
     /// Decides in one short transaction.
@@ -265,7 +272,14 @@ impl MySqlTxn<'_> {
 impl Txn for MySqlTxn<'_> {
     async fn rows(&mut self, keys: &[&str], exclusive: bool) -> Result<(Vec<Option<Row>>, UnixNanos), sqlx::Error> {
         let (mut found, mut now) = self.fetch(keys, exclusive).await?;
-        if exclusive && found.len() < keys.len() {
+        let mut tries = 0;
+        while exclusive && found.len() < keys.len() {
+            // A row to lock must exist: create the missing ones, lock again,
+            // and go round while a reset or cleanup deletes one in between.
+            tries += 1;
+            if tries > decide::MAX_LOCK_TRIES {
+                return Err(decide::rows_kept_vanishing());
+            }
             let missing: Vec<&str> = keys.iter().copied().filter(|k| !found.iter().any(|(f, _)| f == k)).collect();
             let sql = self.sql.insert_missing(missing.len());
             let mut insert = sqlx::query(&sql);

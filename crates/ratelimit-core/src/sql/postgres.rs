@@ -1,6 +1,8 @@
 //! PostgreSQL: rows locked with `SELECT ... FOR UPDATE` in a READ
 //! COMMITTED transaction; time from `clock_timestamp()`.
 
+use std::time::Duration;
+
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row as _, Transaction};
 
@@ -62,8 +64,11 @@ impl Statements {
                  WHERE GREATEST(c.expires_at, (SELECT now FROM t)) + $3 * $4 - (SELECT now FROM t) <= $5 \
                  RETURNING c.count, c.expires_at, (SELECT now FROM t)"
             ),
+            // A row another session created meanwhile is locked by the
+            // no-op update (DO NOTHING would leave it unlocked, for a reset
+            // or cleanup to delete before the lock that follows).
             insert_missing: format!(
-                "INSERT INTO {p}counters (bucket_key, data, expires_at) SELECT k, '', 0 FROM UNNEST($1::TEXT[]) AS k ORDER BY k ON CONFLICT (bucket_key) DO NOTHING"
+                "INSERT INTO {p}counters (bucket_key, data, expires_at) SELECT k, '', 0 FROM UNNEST($1::TEXT[]) AS k ORDER BY k ON CONFLICT (bucket_key) DO UPDATE SET bucket_key = EXCLUDED.bucket_key"
             ),
             entries: format!(
                 "SELECT admitted_at, cost FROM {p}entries WHERE bucket_key = $1 AND admitted_at > $2 ORDER BY admitted_at, id"
@@ -110,15 +115,23 @@ impl Db {
         Ok(Self { pool, sql: Statements::new(&settings.table_prefix) })
     }
 
-    pub(super) async fn migrate(&self, prefix: &str) -> Result<(), sqlx::Error> {
+    pub(super) async fn migrate(&self, prefix: &str, wait: Duration) -> Result<(), migrate::MigrateError> {
         let mut tx = self.pool.begin().await?;
         // DDL is transactional here; the advisory lock keeps two processes
         // from creating the same table at once (which PostgreSQL reports
         // as a unique violation rather than waiting).
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-            .bind(format!("{prefix}schema"))
-            .execute(&mut *tx)
-            .await?;
+        let lock = migrate::lock_name(prefix);
+        let millis = wait.as_millis().max(1);
+        sqlx::query(&format!("SET LOCAL lock_timeout = {millis}")).execute(&mut *tx).await?;
+        let taken = sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(&lock).execute(&mut *tx).await;
+        match taken {
+            // lock_not_available: another migrator held it all along.
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("55P03") => {
+                return Err(migrate::lock_not_taken(&lock, "pg_advisory_xact_lock", wait));
+            }
+            other => other?,
+        };
+        sqlx::query("SET LOCAL lock_timeout = 0").execute(&mut *tx).await?;
         sqlx::query(&migrate::versions_table(Engine::Postgres, prefix)).execute(&mut *tx).await?;
         for migration in migrate::migrations(Engine::Postgres) {
             let applied: Option<i64> =
@@ -137,7 +150,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 
     /// Decides in one short transaction.
@@ -225,9 +238,17 @@ impl Txn for PgTxn<'_> {
             return Ok((rows_in_order(keys, found), now));
         }
         let (mut found, mut now) = self.fetch(&sql.lock, keys).await?;
-        if found.len() < keys.len() {
+        let mut tries = 0;
+        while found.len() < keys.len() {
             // A row to lock must exist: create the missing ones (racing
-            // creators meet on the primary key) and lock again.
+            // creators meet on the primary key) and lock again. A row
+            // another session created can be deleted by a reset or cleanup
+            // before this lock reaches it: go round until every row is
+            // locked, so the time always comes from the locking statement.
+            tries += 1;
+            if tries > decide::MAX_LOCK_TRIES {
+                return Err(decide::rows_kept_vanishing());
+            }
             let missing: Vec<&str> = keys.iter().copied().filter(|k| !found.iter().any(|(f, _)| f == k)).collect();
             sqlx::query(&sql.insert_missing).bind(&missing).execute(&mut *self.tx).await?;
             (found, now) = self.fetch(&sql.lock, keys).await?;

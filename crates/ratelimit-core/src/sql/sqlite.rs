@@ -3,6 +3,7 @@
 //! process's clock, since SQLite runs inside it.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row as _, Sqlite, Transaction};
@@ -107,8 +108,20 @@ impl Db {
         Ok(Self { pool, sql: Statements::new(&settings.table_prefix) })
     }
 
-    pub(super) async fn migrate(&self, prefix: &str) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+    pub(super) async fn migrate(&self, prefix: &str, wait: Duration) -> Result<(), migrate::MigrateError> {
+        // The write lock serialises migrators. Each try waits the busy
+        // timeout (the decision timeout); keep trying for `wait` in all.
+        let started = std::time::Instant::now();
+        let mut tx = loop {
+            match self.pool.begin_with("BEGIN IMMEDIATE").await {
+                Err(e) if is_busy(&e) => {
+                    if started.elapsed() >= wait {
+                        return Err(migrate::lock_not_taken("the database's write lock", "BEGIN IMMEDIATE", wait));
+                    }
+                }
+                other => break other?,
+            }
+        };
         sqlx::query(&migrate::versions_table(Engine::Sqlite, prefix)).execute(&mut *tx).await?;
         for migration in migrate::migrations(Engine::Sqlite) {
             let applied: Option<i64> =
@@ -128,7 +141,7 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 
     /// Decides in one short transaction.
@@ -211,4 +224,10 @@ impl Txn for SqliteTxn<'_> {
     }
 
     one_statement_writes!();
+}
+
+/// SQLITE_BUSY, and its extended codes: another connection holds the lock.
+fn is_busy(error: &sqlx::Error) -> bool {
+    let code = error.as_database_error().and_then(|d| d.code()).and_then(|c| c.parse::<i32>().ok());
+    code.is_some_and(|c| c & 0xff == 5)
 }

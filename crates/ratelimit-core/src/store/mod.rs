@@ -15,8 +15,10 @@ use std::time::Duration;
 use crate::clock::UnixNanos;
 use crate::{Decisions, Limit, StoreError};
 
+mod connecting;
 mod counter;
 
+pub use connecting::{ConnectingStore, ConnectionState, FIRST_RETRY_DELAY, MAX_RETRY_DELAY};
 pub use counter::{CounterAdapter, CounterStore};
 
 /// A boxed, sendable future, as returned by [`DynStore`].
