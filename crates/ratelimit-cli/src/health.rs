@@ -4,10 +4,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ratelimit_core::Settings;
 use ratelimit_core::multi::Strategy;
 use ratelimit_core::settings::{BuiltStore, StoreRegistry, build_store};
 use ratelimit_core::store::Store;
+use ratelimit_core::{Settings, StoreError};
 use serde::Serialize;
 
 /// The JSON report; `docs/health.md` documents it.
@@ -26,6 +26,8 @@ struct Report {
 #[serde(rename_all = "lowercase")]
 enum Status {
     Ok,
+    /// No store is down, but one is still making its connection.
+    Connecting,
     Degraded,
     Down,
 }
@@ -34,7 +36,7 @@ impl Status {
     fn exit_code(self) -> ExitCode {
         match self {
             Status::Ok => ExitCode::from(0),
-            Status::Degraded => ExitCode::from(1),
+            Status::Connecting | Status::Degraded => ExitCode::from(1),
             Status::Down => ExitCode::from(2),
         }
     }
@@ -45,6 +47,8 @@ struct StoreReport {
     name: String,
     kind: String,
     healthy: bool,
+    /// `up`, `connecting` or `down`.
+    state: &'static str,
     latency_ms: Option<f64>,
     circuit: Option<String>,
     error: Option<String>,
@@ -80,10 +84,12 @@ async fn load(config: &Path) -> Result<(Settings, BuiltStore), String> {
 }
 
 async fn probe(settings: &Settings, built: &BuiltStore, verbose: bool) -> Report {
-    // Connecting counts against the probe's time, as it would for a request.
-    let timeout = settings.health_check_timeout.max(Duration::from_millis(100));
+    let probe_timeout = settings.health_check_timeout.max(Duration::from_millis(100));
     let mut stores = Vec::new();
     for member in &built.members {
+        // The store started connecting when it was built, a moment ago: the
+        // probe waits for that attempt as a request would, then probes.
+        let timeout = probe_timeout + member.connect_timeout.unwrap_or_default();
         let started = std::time::Instant::now();
         let outcome = tokio::time::timeout(timeout, member.store.health()).await;
         let latency = started.elapsed();
@@ -91,6 +97,7 @@ async fn probe(settings: &Settings, built: &BuiltStore, verbose: bool) -> Report
             name: member.name.clone(),
             kind: member.kind.clone(),
             healthy: false,
+            state: "down",
             latency_ms: None,
             circuit: None,
             error: None,
@@ -99,6 +106,7 @@ async fn probe(settings: &Settings, built: &BuiltStore, verbose: bool) -> Report
         match outcome {
             Ok(Ok(health)) => {
                 report.healthy = true;
+                report.state = "up";
                 report.latency_ms = Some((health.latency.as_secs_f64() * 1e6).round() / 1e3);
                 report.circuit = health.details.iter().find(|(k, _)| k == "circuit").map(|(_, v)| v.clone());
                 if verbose {
@@ -108,6 +116,9 @@ async fn probe(settings: &Settings, built: &BuiltStore, verbose: bool) -> Report
                 }
             }
             Ok(Err(error)) => {
+                if matches!(error, StoreError::Connecting { .. }) {
+                    report.state = "connecting";
+                }
                 report.latency_ms = Some((latency.as_secs_f64() * 1e6).round() / 1e3);
                 report.error = Some(error.to_string());
             }
@@ -116,8 +127,10 @@ async fn probe(settings: &Settings, built: &BuiltStore, verbose: bool) -> Report
         stores.push(report);
     }
     let up = stores.iter().filter(|s| s.healthy).count();
+    let connecting = stores.iter().filter(|s| s.state == "connecting").count();
     let status = match (up, built.strategy) {
         (n, _) if n == stores.len() => Status::Ok,
+        (n, _) if n + connecting == stores.len() => Status::Connecting,
         (0, _) => Status::Down,
         (_, Some(_)) => Status::Degraded,
         (_, None) => Status::Down,
@@ -141,6 +154,7 @@ async fn probe(settings: &Settings, built: &BuiltStore, verbose: bool) -> Report
 fn print_text(report: &Report) {
     let status = match report.status {
         Status::Ok => "ok",
+        Status::Connecting => "connecting",
         Status::Degraded => "degraded",
         Status::Down => "down",
     };
@@ -153,7 +167,11 @@ fn print_text(report: &Report) {
         println!("error: {error}");
     }
     for store in &report.stores {
-        let health = if store.healthy { "healthy" } else { "UNHEALTHY" };
+        let health = match store.state {
+            "up" => "healthy",
+            "connecting" => "connecting",
+            _ => "UNHEALTHY",
+        };
         let latency = store.latency_ms.map(|ms| format!("{ms:.3} ms")).unwrap_or_else(|| "-".into());
         let circuit = store.circuit.as_deref().unwrap_or("-");
         println!("  {:<16} {:<10} {:<10} latency {latency:<12} circuit {circuit}", store.name, store.kind, health);

@@ -232,6 +232,33 @@ async fn cleanup_and_reset_racing_decisions_never_break_them() {
     }
 }
 
+/// A migration lock held by another process longer than `connect_timeout`
+/// fails the connection in time, with an error that names the lock.
+#[tokio::test]
+async fn a_migration_lock_held_elsewhere_is_an_error_naming_it() {
+    for engine in ["postgres", "mysql"] {
+        let Some(db) = TestDb::new(engine, "lock").await else { continue };
+        let holder = db.store().await;
+        let lock = format!("{}schema", db.prefix);
+        // A connection of its own holds the lock until it is dropped.
+        let _held: Box<dyn std::any::Any> = if let Some(pool) = holder.pg_pool() {
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::query("SELECT pg_advisory_lock(hashtext($1))").bind(&lock).execute(&mut *conn).await.unwrap();
+            Box::new(conn)
+        } else {
+            let mut conn = holder.mysql_pool().unwrap().acquire().await.unwrap();
+            sqlx::query("SELECT GET_LOCK(?, 1)").bind(&lock).execute(&mut *conn).await.unwrap();
+            Box::new(conn)
+        };
+        let settings = SqlSettings { connect_timeout: Duration::from_secs(1), ..db.settings() };
+        let started = Instant::now();
+        let error = SqlStore::connect(settings).await.unwrap_err().to_string();
+        let took = started.elapsed();
+        assert!(error.contains(&lock) && error.contains("connect_timeout"), "{engine}: {error}");
+        assert!(took < Duration::from_secs(10), "{engine}: bounded by connect_timeout, took {took:?}");
+    }
+}
+
 #[tokio::test]
 async fn migrations_run_twice_are_a_no_op() {
     for engine in ENGINES {

@@ -237,6 +237,27 @@ impl RateLimitConfig {
         Ok(RateLimitConfig { shared: first, routes: Some(Arc::new(routes)) })
     }
 
+    /// The health of each policy, from the checks it made: whether its
+    /// store decided the last one, was still connecting or failed, and how
+    /// many requests the failure policy let through or decided in process.
+    pub fn health(&self) -> Vec<crate::PolicyHealth> {
+        let mut policies: Vec<&Arc<Shared>> = vec![&self.shared];
+        if let Some(routes) = &self.routes {
+            policies.extend(routes.rules.iter().map(|(_, s)| s));
+            policies.extend(routes.fallback.iter());
+        }
+        let mut seen: Vec<*const Shared> = Vec::new();
+        let mut health = Vec::new();
+        for shared in policies {
+            if seen.contains(&Arc::as_ptr(shared)) {
+                continue;
+            }
+            seen.push(Arc::as_ptr(shared));
+            health.push(shared.telemetry.health(&shared.policy));
+        }
+        health
+    }
+
     /// The configuration that checks a request for `path`, if any.
     pub(crate) fn select(&self, path: &str) -> Option<&Arc<Shared>> {
         let Some(routes) = &self.routes else { return Some(&self.shared) };

@@ -8,13 +8,14 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
-use ratelimit_core::{BoxFuture, Decisions, StoreError};
+use ratelimit_core::{BoxFuture, Decisions};
 use tower_service::Service;
 
 use crate::body::ResponseBody;
 use crate::config::{FailurePolicy, Mode, Shared};
 use crate::headers::{self, X_RATELIMIT_STATUS};
-use crate::telemetry::Outcome;
+use crate::service::Answer;
+use crate::telemetry::{Fallback, Outcome};
 
 pin_project! {
     /// The response future of [`RateLimit`](crate::RateLimit).
@@ -31,7 +32,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, S, B> {
         Checking {
-            check: BoxFuture<'static, Result<Decisions, StoreError>>,
+            check: BoxFuture<'static, Answer>,
             // Boxed: only stores that wait take this path, and it keeps the
             // future small for the synchronous one.
             pending: Option<Box<(S, Request<B>)>>,
@@ -51,7 +52,8 @@ pin_project! {
 /// What to add to the inner service's response.
 enum After {
     Nothing,
-    Headers(Arc<Shared>, Decisions),
+    /// The decision's headers; `true` when the in-process fallback made it.
+    Headers(Arc<Shared>, Decisions, bool),
     Degraded,
 }
 
@@ -68,7 +70,7 @@ where
     }
 
     pub(crate) fn checking(
-        check: BoxFuture<'static, Result<Decisions, StoreError>>,
+        check: BoxFuture<'static, Answer>,
         inner: S,
         request: Request<B>,
         shared: Arc<Shared>,
@@ -76,13 +78,8 @@ where
         Self { state: State::Checking { check, pending: Some(Box::new((inner, request))), shared } }
     }
 
-    pub(crate) fn decided(
-        result: Result<Decisions, StoreError>,
-        shared: Arc<Shared>,
-        inner: S,
-        request: Request<B>,
-    ) -> Self {
-        Self { state: next_state(result, shared, inner, request) }
+    pub(crate) fn decided(answer: Answer, shared: Arc<Shared>, inner: S, request: Request<B>) -> Self {
+        Self { state: next_state(answer, shared, inner, request) }
     }
 
     fn calling(future: S::Future, after: After) -> Self {
@@ -92,7 +89,7 @@ where
 
 /// Turns the store's answer into the next state.
 fn next_state<S, B>(
-    result: Result<Decisions, StoreError>,
+    answer: Answer,
     shared: Arc<Shared>,
     mut inner: S,
     mut request: Request<B>,
@@ -100,36 +97,49 @@ fn next_state<S, B>(
 where
     S: Service<Request<B>>,
 {
+    let Answer { result, local } = answer;
     let decisions = match result {
         Ok(decisions) => decisions,
         Err(error) => {
-            shared.telemetry.store_failed(&shared.policy, &error, false);
-            if shared.mode == Mode::Shadow || shared.failure == FailurePolicy::FailOpen {
-                let after = if shared.mode == Mode::Shadow { After::Nothing } else { After::Degraded };
-                return State::Calling { future: inner.call(request), after };
+            if !local {
+                shared.telemetry.store_failed(&shared.policy, &error, false);
+            }
+            if shared.mode == Mode::Shadow {
+                return State::Calling { future: inner.call(request), after: After::Nothing };
+            }
+            if shared.failure == FailurePolicy::FailOpen {
+                shared.telemetry.fell_back(Fallback::Open);
+                return State::Calling { future: inner.call(request), after: After::Degraded };
             }
             return State::Respond { response: Some(headers::unavailable()) };
         }
     };
-    if decisions.allowed() {
-        shared.telemetry.record(Outcome::Allowed);
-    } else {
-        shared.telemetry.record(Outcome::Limited(shared.mode));
-        let retry_after = decisions.most_restrictive().and_then(|d| d.retry_after);
-        tracing::info!(policy = %shared.policy, mode = ?shared.mode, ?retry_after, "request over rate limit");
+    if local {
+        shared.telemetry.fell_back(Fallback::Local);
     }
+    let outcome = if decisions.allowed() { Outcome::Allowed } else { Outcome::Limited(shared.mode) };
+    shared.telemetry.record(outcome, !local);
     match shared.mode {
         Mode::Shadow => State::Calling { future: inner.call(request), after: After::Nothing },
         Mode::Enforce if !decisions.allowed() => {
-            State::Respond { response: Some(headers::limited(&shared, &decisions)) }
+            let mut response = headers::limited(&shared, &decisions);
+            if local {
+                response.headers_mut().insert(X_RATELIMIT_STATUS, STATUS_LOCAL);
+            }
+            State::Respond { response: Some(response) }
         }
         Mode::Annotate => {
             request.extensions_mut().insert(decisions.clone());
-            State::Calling { future: inner.call(request), after: After::Headers(shared, decisions) }
+            State::Calling { future: inner.call(request), after: After::Headers(shared, decisions, local) }
         }
-        _ => State::Calling { future: inner.call(request), after: After::Headers(shared, decisions) },
+        _ => State::Calling { future: inner.call(request), after: After::Headers(shared, decisions, local) },
     }
 }
+
+/// `X-RateLimit-Status` of a request let through unchecked.
+const STATUS_DEGRADED: HeaderValue = HeaderValue::from_static("degraded");
+/// `X-RateLimit-Status` of a request decided by the in-process fallback.
+const STATUS_LOCAL: HeaderValue = HeaderValue::from_static("local");
 
 impl<S, B, ResBody> Future for ResponseFuture<S, B>
 where
@@ -152,11 +162,14 @@ where
                     let mut response = response.map(ResponseBody::inner);
                     match std::mem::replace(after, After::Nothing) {
                         After::Nothing => {}
-                        After::Headers(shared, decisions) => {
+                        After::Headers(shared, decisions, local) => {
                             headers::insert_rate_headers(&shared, &decisions, response.headers_mut());
+                            if local {
+                                response.headers_mut().insert(X_RATELIMIT_STATUS, STATUS_LOCAL);
+                            }
                         }
                         After::Degraded => {
-                            response.headers_mut().insert(X_RATELIMIT_STATUS, HeaderValue::from_static("degraded"));
+                            response.headers_mut().insert(X_RATELIMIT_STATUS, STATUS_DEGRADED);
                         }
                     }
                     return Poll::Ready(Ok(response));

@@ -32,6 +32,12 @@ impl RateLimitLayer {
     pub fn new(config: RateLimitConfig) -> Self {
         Self { config }
     }
+
+    /// The health of each of the layer's policies; see
+    /// [`RateLimitConfig::health`].
+    pub fn health(&self) -> Vec<crate::PolicyHealth> {
+        self.config.health()
+    }
 }
 
 impl<S> Layer<S> for RateLimitLayer {

@@ -52,7 +52,10 @@ pub use key::{ForwardedHeader, Key, UserId};
 pub use layer::RateLimitLayer;
 pub use net::{IpNet, IpNetParseError};
 pub use service::RateLimit;
-pub use telemetry::{ALLOWED as METRIC_ALLOWED, ERRORS as METRIC_STORE_ERRORS, LIMITED as METRIC_LIMITED};
+pub use telemetry::{
+    ALLOWED as METRIC_ALLOWED, DEGRADED as METRIC_DEGRADED, ERRORS as METRIC_STORE_ERRORS, LIMITED as METRIC_LIMITED,
+    PolicyHealth, PolicyState,
+};
 
 #[cfg(feature = "memory")]
 pub use ratelimit_core::MemoryStore;

@@ -81,8 +81,8 @@ where
                 // sparing the hot path a boxed future.
                 let checks = limit_checks(shared, &keys);
                 if let Some(result) = shared.store.check_now(CheckRequest::new(&checks, cost)) {
-                    let result = or_local(shared, &checks, cost, result);
-                    return ResponseFuture::decided(result, Arc::clone(shared), inner, request);
+                    let answer = or_local(shared, &checks, cost, result);
+                    return ResponseFuture::decided(answer, Arc::clone(shared), inner, request);
                 }
                 drop(checks);
                 let check = start_check(Arc::clone(shared), keys, cost);
@@ -129,11 +129,7 @@ fn plan(shared: &Shared, parts: &Parts) -> Plan {
                 match ip {
                     Some(ip) => write_ip(&mut key, ip, shared.ipv6_prefix),
                     None => {
-                        tracing::error!(
-                            policy = %shared.policy,
-                            "rate limiter cannot identify the client: no key and no peer address; \
-                             serve axum with into_make_service_with_connect_info::<SocketAddr>()"
-                        );
+                        shared.telemetry.no_client_address(&shared.policy);
                         return Plan::Respond(headers::no_client_address());
                     }
                 }
@@ -160,8 +156,16 @@ fn limit_checks<'a>(shared: &'a Shared, keys: &'a Keys) -> SmallVec<[LimitCheck<
     shared.limits.iter().zip(keys).map(|(l, key)| LimitCheck { key, limit: &l.limit }).collect()
 }
 
+/// The answer to one check: the store's, or with `FailurePolicy::Local`
+/// after a store failure, the in-process store's.
+pub(crate) struct Answer {
+    pub(crate) result: Result<Decisions, StoreError>,
+    /// Decided by the in-process store; the failure is already counted.
+    pub(crate) local: bool,
+}
+
 /// Starts the store check; the future owns everything it borrows.
-fn start_check(shared: Arc<Shared>, keys: Keys, cost: u64) -> BoxFuture<'static, Result<Decisions, StoreError>> {
+fn start_check(shared: Arc<Shared>, keys: Keys, cost: u64) -> BoxFuture<'static, Answer> {
     Box::pin(async move {
         let checks = limit_checks(&shared, &keys);
         let result = shared.store.check(CheckRequest::new(&checks, cost)).await;
@@ -171,18 +175,14 @@ fn start_check(shared: Arc<Shared>, keys: Keys, cost: u64) -> BoxFuture<'static,
 
 /// With `FailurePolicy::Local`, a store failure is answered by the
 /// in-process store instead.
-fn or_local(
-    shared: &Shared,
-    checks: &[LimitCheck<'_>],
-    cost: u64,
-    result: Result<Decisions, StoreError>,
-) -> Result<Decisions, StoreError> {
+fn or_local(shared: &Shared, checks: &[LimitCheck<'_>], cost: u64, result: Result<Decisions, StoreError>) -> Answer {
     match (result, &shared.local) {
         (Err(error), Some(local)) => {
             shared.telemetry.store_failed(&shared.policy, &error, true);
             // The memory store always answers synchronously.
-            local.check_now(CheckRequest::new(checks, cost)).unwrap_or(Err(error))
+            let result = local.check_now(CheckRequest::new(checks, cost)).unwrap_or(Err(error));
+            Answer { result, local: true }
         }
-        (result, _) => result,
+        (result, _) => Answer { result, local: false },
     }
 }

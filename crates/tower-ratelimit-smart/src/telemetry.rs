@@ -1,7 +1,13 @@
-//! Metrics counters and their labels, built once per policy.
+//! Metrics counters, throttled logs and the health of each policy, built
+//! once per policy so that recording a decision allocates nothing.
+//!
+//! Requests over the limit are counted, never logged one by one: a flood
+//! of limited requests must not become a flood of log lines. Store
+//! failures and requests without a peer address are logged at most once a
+//! second per policy, with the number held back in between.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Instant;
 
 use metrics::{Key, Label, Level, Metadata};
@@ -18,35 +24,68 @@ pub const ALLOWED: &str = "ratelimit_allowed_total";
 pub const LIMITED: &str = "ratelimit_limited_total";
 /// Checks the store could not answer.
 pub const ERRORS: &str = "ratelimit_store_errors_total";
+/// Requests the store could not decide that were let through unchecked
+/// (`decided_by = "fail_open"`) or decided by the in-process fallback
+/// store (`decided_by = "local"`).
+pub const DEGRADED: &str = "ratelimit_degraded_total";
 
 #[derive(Clone, Copy)]
 pub(crate) enum Outcome {
     Allowed,
     Limited(Mode),
-    StoreError,
 }
 
-/// Pre-built metric keys, so recording a decision allocates nothing.
+/// Who answered a request the store could not decide.
+#[derive(Clone, Copy)]
+pub(crate) enum Fallback {
+    /// Let through unchecked.
+    Open,
+    /// Decided by the in-process store of `FailurePolicy::Local`.
+    Local,
+}
+
+/// What the last check of a policy met.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyState {
+    /// No request has been checked yet.
+    Idle,
+    /// The store decided the last check.
+    Ok,
+    /// The store was still making its connection: the failure policy
+    /// answered.
+    Connecting,
+    /// The store failed: the failure policy answered.
+    Degraded,
+}
+
+/// The health of one policy of a layer, from the checks it made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PolicyHealth {
+    /// The policy's name.
+    pub policy: String,
+    /// What its last check met.
+    pub state: PolicyState,
+    /// Requests let through unchecked or decided in process since start.
+    pub degraded_decisions: u64,
+}
+
 pub(crate) struct Telemetry {
     allowed: Key,
     limited: [Key; 3],
     errors: Key,
-    /// When the last store-failure warning was logged, in milliseconds
-    /// since the process's first one (0: never).
-    last_warning: AtomicU64,
-    /// Failures not logged since then.
-    suppressed: AtomicU64,
+    degraded: [Key; 2],
+    store_log: Throttle,
+    address_log: Throttle,
+    state: AtomicU8,
+    degraded_decisions: AtomicU64,
 }
 
-/// The shortest time between two store-failure warnings of one policy: an
-/// outage must not flood the log with one line per request.
-const WARNING_INTERVAL_MS: u64 = 1_000;
-
-fn millis() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    // Offset by one interval so the first warning is never mistaken for "0: never".
-    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX) + WARNING_INTERVAL_MS
-}
+const STATE_IDLE: u8 = 0;
+const STATE_OK: u8 = 1;
+const STATE_CONNECTING: u8 = 2;
+const STATE_DEGRADED: u8 = 3;
 
 impl Telemetry {
     pub(crate) fn new(policy: &str) -> Self {
@@ -56,23 +95,37 @@ impl Telemetry {
             limited: ["enforce", "shadow", "annotate"]
                 .map(|mode| Key::from_parts(LIMITED, vec![label(), Label::from_static_parts("mode", mode)])),
             errors: Key::from_parts(ERRORS, vec![label()]),
-            last_warning: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
+            degraded: ["fail_open", "local"]
+                .map(|by| Key::from_parts(DEGRADED, vec![label(), Label::from_static_parts("decided_by", by)])),
+            store_log: Throttle::default(),
+            address_log: Throttle::default(),
+            state: AtomicU8::new(STATE_IDLE),
+            degraded_decisions: AtomicU64::new(0),
         }
     }
 
-    /// Counts a failed check and logs it, at most once a second per
-    /// policy, with the number of failures not logged in between.
-    pub(crate) fn store_failed(&self, policy: &str, error: &StoreError, deciding_locally: bool) {
-        self.record(Outcome::StoreError);
-        let now = millis();
-        let last = self.last_warning.load(Ordering::Relaxed);
-        let due = now.saturating_sub(last) >= WARNING_INTERVAL_MS;
-        if !due || self.last_warning.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return;
+    /// Counts a decision; `by_store` is false for the in-process fallback's,
+    /// which leave the policy's state as the store failure set it.
+    pub(crate) fn record(&self, outcome: Outcome, by_store: bool) {
+        let key = match outcome {
+            Outcome::Allowed => &self.allowed,
+            Outcome::Limited(Mode::Shadow) => &self.limited[1],
+            Outcome::Limited(Mode::Annotate) => &self.limited[2],
+            Outcome::Limited(_) => &self.limited[0],
+        };
+        increment(key);
+        // A read first: the line stays shared between cores while healthy.
+        if by_store && self.state.load(Ordering::Relaxed) != STATE_OK {
+            self.state.store(STATE_OK, Ordering::Relaxed);
         }
-        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+    }
+
+    /// Counts a failed check and logs it, throttled.
+    pub(crate) fn store_failed(&self, policy: &str, error: &StoreError, deciding_locally: bool) {
+        increment(&self.errors);
+        let state = if matches!(error, StoreError::Connecting { .. }) { STATE_CONNECTING } else { STATE_DEGRADED };
+        self.state.store(state, Ordering::Relaxed);
+        let Some(suppressed) = self.store_log.due() else { return };
         if deciding_locally {
             tracing::warn!(policy, %error, suppressed, "rate limit store failed; deciding in process");
         } else {
@@ -80,14 +133,70 @@ impl Telemetry {
         }
     }
 
-    pub(crate) fn record(&self, outcome: Outcome) {
-        let key = match outcome {
-            Outcome::Allowed => &self.allowed,
-            Outcome::Limited(Mode::Shadow) => &self.limited[1],
-            Outcome::Limited(Mode::Annotate) => &self.limited[2],
-            Outcome::Limited(_) => &self.limited[0],
-            Outcome::StoreError => &self.errors,
-        };
-        metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(1));
+    /// Counts a request that the failure policy answered instead of the store.
+    pub(crate) fn fell_back(&self, by: Fallback) {
+        self.degraded_decisions.fetch_add(1, Ordering::Relaxed);
+        increment(&self.degraded[by as usize]);
     }
+
+    /// Logs, throttled, that a request had neither a key nor a peer address.
+    pub(crate) fn no_client_address(&self, policy: &str) {
+        let Some(suppressed) = self.address_log.due() else { return };
+        tracing::error!(
+            policy,
+            suppressed,
+            "rate limiter cannot identify the client: no key and no peer address; \
+             serve axum with into_make_service_with_connect_info::<SocketAddr>()"
+        );
+    }
+
+    pub(crate) fn health(&self, policy: &str) -> PolicyHealth {
+        let state = match self.state.load(Ordering::Relaxed) {
+            STATE_IDLE => PolicyState::Idle,
+            STATE_OK => PolicyState::Ok,
+            STATE_CONNECTING => PolicyState::Connecting,
+            _ => PolicyState::Degraded,
+        };
+        PolicyHealth {
+            policy: policy.to_owned(),
+            state,
+            degraded_decisions: self.degraded_decisions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn increment(key: &Key) {
+    metrics::with_recorder(|recorder| recorder.register_counter(key, &METADATA).increment(1));
+}
+
+/// Lets one log line through per [`LOG_INTERVAL_MS`], counting the rest.
+#[derive(Default)]
+struct Throttle {
+    /// When the last line was let through, in milliseconds since the
+    /// process's first (0: never).
+    last: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+/// The shortest time between two lines of one kind for one policy.
+const LOG_INTERVAL_MS: u64 = 1_000;
+
+impl Throttle {
+    /// `Some(lines held back since the last one)` when a line is due.
+    fn due(&self) -> Option<u64> {
+        let now = millis();
+        let last = self.last.load(Ordering::Relaxed);
+        let due = now.saturating_sub(last) >= LOG_INTERVAL_MS;
+        if !due || self.last.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err() {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
+fn millis() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    // Offset by one interval so the first line is never mistaken for "0: never".
+    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX) + LOG_INTERVAL_MS
 }

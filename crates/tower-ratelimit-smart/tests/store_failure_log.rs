@@ -1,5 +1,6 @@
-//! An outage is logged at most once a second per policy, with the number
-//! of failures in between, while every failure is still counted.
+//! Floods do not become log floods: an outage, or requests without a peer
+//! address, are logged at most once a second per policy, with the number
+//! held back in between; limited requests are counted, never logged.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,9 +16,9 @@ use tower_ratelimit_smart::{RateLimitConfig, RateLimitLayer};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-/// Counts WARN events.
+/// Counts events at `WARN` and above (`.0`) and all events (`.1`).
 #[derive(Clone, Default)]
-struct Warnings(Arc<AtomicUsize>);
+struct Warnings(Arc<AtomicUsize>, Arc<AtomicUsize>);
 
 impl Subscriber for Warnings {
     fn enabled(&self, _: &Metadata<'_>) -> bool {
@@ -29,9 +30,10 @@ impl Subscriber for Warnings {
     fn record(&self, _: &Id, _: &Record<'_>) {}
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn event(&self, event: &Event<'_>) {
-        if *event.metadata().level() == tracing::Level::WARN {
+        if *event.metadata().level() <= tracing::Level::WARN {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+        self.1.fetch_add(1, Ordering::SeqCst);
     }
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}
@@ -61,5 +63,43 @@ fn an_outage_logs_once_a_second_not_once_a_request() {
         tokio::time::sleep(std::time::Duration::from_millis(1_050)).await;
         send().await;
         assert_eq!(warnings.0.load(Ordering::SeqCst), 2, "a second warning after a second");
+    });
+}
+
+#[test]
+fn requests_without_a_peer_address_log_once_a_second() {
+    let warnings = Warnings::default();
+    let _guard = tracing::subscriber::set_default(warnings.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    runtime.block_on(async {
+        let config = RateLimitConfig::builder().policy("no-peer").rate("5/m").build().unwrap();
+        let service = ServiceBuilder::new().layer(RateLimitLayer::new(config)).service(service_fn(ok));
+        for _ in 0..100 {
+            // No ConnectInfo: the server was not set up to pass the peer address.
+            let status = service.clone().oneshot(Request::new(Full::default())).await.unwrap().status();
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        assert_eq!(warnings.0.load(Ordering::SeqCst), 1, "one error line for a hundred requests");
+    });
+}
+
+#[test]
+fn limited_requests_are_not_logged() {
+    let warnings = Warnings::default();
+    let _guard = tracing::subscriber::set_default(warnings.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    runtime.block_on(async {
+        let config = RateLimitConfig::builder().policy("flood").rate("1/h").build().unwrap();
+        let service = ServiceBuilder::new().layer(RateLimitLayer::new(config)).service(service_fn(ok));
+        let mut limited = 0;
+        for _ in 0..100 {
+            let mut request = Request::new(Full::default());
+            request.extensions_mut().insert("192.0.2.9:5000".parse::<SocketAddr>().unwrap());
+            if service.clone().oneshot(request).await.unwrap().status() == StatusCode::TOO_MANY_REQUESTS {
+                limited += 1;
+            }
+        }
+        assert_eq!(limited, 99);
+        assert_eq!(warnings.1.load(Ordering::SeqCst), 0, "no event for limited requests");
     });
 }
