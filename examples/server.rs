@@ -22,6 +22,8 @@ async fn main() {
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    // The limiter's warnings (a store that fails or cannot connect) on stderr.
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let (config, bind) = arguments()?;
     let settings = Settings::from_file(&config)?;
     let limiter = RateLimitLayer::from_settings(&settings).await?;

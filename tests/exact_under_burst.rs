@@ -4,10 +4,10 @@
 //!
 //! This is how an application is deployed: several processes, the same
 //! settings file, a store they share, traffic from the first second. The
-//! settings-driven stores connect on first use, so the burst lands while
-//! both processes are still connecting; no request may get through
-//! uncounted meanwhile, and every response must carry the rate-limit
-//! headers (a degraded, fail-open response has none).
+//! settings-driven stores start connecting when the layer is built, so the
+//! burst lands while both processes may still be connecting; no request
+//! may get through uncounted meanwhile, and every response must carry the
+//! rate-limit headers (a degraded, fail-open response has none).
 //!
 //! Redis comes from a `redis-server` the test starts; PostgreSQL and
 //! MariaDB from `RATELIMIT_TEST_POSTGRES_URL` and `RATELIMIT_TEST_MYSQL_URL`;
