@@ -199,9 +199,9 @@ async fn cleanup_and_reset_racing_decisions_never_break_them() {
             let limit = limit("100/h", algorithm);
             let key = key::compose("t:", "reset-race", algorithm, "c");
             let resetter = {
-                let (key, limit) = (key.clone(), limit.clone());
+                let key = key.clone();
                 in_a_loop(&stores[1], move |store| {
-                    let (key, limit) = (key.clone(), limit.clone());
+                    let key = key.clone();
                     async move {
                         store.reset(LimitCheck { key: &key, limit: &limit }).await.unwrap();
                     }
@@ -209,7 +209,7 @@ async fn cleanup_and_reset_racing_decisions_never_break_them() {
             };
             let mut tasks = Vec::new();
             for task in 0..16 {
-                let (store, key, limit) = (stores[task % 2].clone(), key.clone(), limit.clone());
+                let (store, key, limit) = (stores[task % 2].clone(), key.clone(), limit);
                 tasks.push(tokio::spawn(async move {
                     for _ in 0..10 {
                         let checks = [LimitCheck { key: &key, limit: &limit }];
