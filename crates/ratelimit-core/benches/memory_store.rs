@@ -2,6 +2,9 @@
 
 //! The memory store against governor's keyed limiter, on the same keys, in
 //! the same run: one hot key and a million distinct keys, one thread and two.
+//! A last group floods a full store with keys it has never seen, the case
+//! where every check inserts and evicts; governor has no bound on its keys,
+//! so that group has no governor row.
 //!
 //! `cargo bench -p ratelimit-core --bench memory_store`
 
@@ -164,9 +167,30 @@ fn hot_key_two_threads(c: &mut Criterion) {
     group.finish();
 }
 
+/// Fresh keys into a store held at its default bound of 10,000 keys, each
+/// admitted once under a limit of 5 per hour: every check inserts a key and,
+/// once the store is full, pays its share of an eviction.
+fn fresh_keys(c: &mut Criterion) {
+    let keys = keys(MANY);
+    let mut group = c.benchmark_group("fresh_keys");
+    group.throughput(Throughput::Elements(1));
+    let s = store(10_000);
+    let limit = Limit::new(Rate::per_hour(5).unwrap(), Algorithm::TokenBucket);
+    // A million keys cycle through a store that holds ten thousand, so a
+    // key comes round again long after it was evicted.
+    let mut i = 0;
+    group.bench_function("ours_token_bucket", |b| {
+        b.iter(|| {
+            i = (i + 1) % MANY;
+            black_box(ours(&s, &limit, &keys[i]))
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = hot_key, hot_key_two_threads, many_keys
+    targets = hot_key, hot_key_two_threads, many_keys, fresh_keys
 }
 criterion_main!(benches);
