@@ -2,6 +2,9 @@
 
 //! The memory store against governor's keyed limiter, on the same keys, in
 //! the same run: one hot key and a million distinct keys, one thread and two.
+//! A last group floods a full store with keys it has never seen, the case
+//! where every check inserts and evicts; governor has no bound on its keys,
+//! so that group has no governor row.
 //!
 //! `cargo bench -p ratelimit-core --bench memory_store`
 
@@ -12,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
-use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, MemoryStore, Rate};
+use ratelimit_core::{
+    Algorithm, CheckRequest, Clock, Limit, LimitCheck, MAX_SLIDING_LOG_LIMIT, MemoryStore, Rate, SystemClock,
+};
 
 const MANY: usize = 1_000_000;
 
@@ -28,7 +33,12 @@ fn store(max_keys: usize) -> MemoryStore {
 
 fn ours(store: &MemoryStore, limit: &Limit, key: &str) -> bool {
     let checks = [LimitCheck { key, limit }];
-    store.decide(CheckRequest::new(&checks, 1), true).map(|d| d.allowed()).unwrap_or(false)
+    store.decide(CheckRequest::new(&checks, 1), true).expect("a valid check").allowed()
+}
+
+fn ours_at(store: &MemoryStore, limit: &Limit, key: &str, at: u64) -> bool {
+    let checks = [LimitCheck { key, limit }];
+    store.decide(CheckRequest::new(&checks, 1).at(at), true).expect("a valid check").allowed()
 }
 
 /// Runs `per_thread` iterations on each of `threads` threads; returns the
@@ -72,12 +82,31 @@ fn hot_key(c: &mut Criterion) {
         };
         for algorithm in Algorithm::ALL {
             let s = store(1024);
-            let limit = Limit::new(rate, algorithm);
             let key = format!("rl:bench:{algorithm}:ip:10.0.0.1");
+            let id = BenchmarkId::new(format!("ours_{algorithm}"), path);
+            if algorithm == Algorithm::SlidingWindow && per_sec != 0 {
+                // No sliding log allows more than MAX_SLIDING_LOG_LIMIT per
+                // period, far fewer than a benchmark checks a second: so the
+                // checks run on explicit times, exactly that rate apart, and
+                // each one drops the oldest of a full log and logs itself.
+                let limit = Limit::new(Rate::per_second(MAX_SLIDING_LOG_LIMIT).unwrap(), algorithm);
+                let step = 1_000_000_000 / MAX_SLIDING_LOG_LIMIT;
+                let mut t = SystemClock.now();
+                for _ in 0..MAX_SLIDING_LOG_LIMIT {
+                    t += step;
+                    assert!(ours_at(&s, &limit, &key, t));
+                }
+                group.bench_function(id, |b| {
+                    b.iter(|| {
+                        t += step;
+                        black_box(ours_at(&s, &limit, black_box(&key), t))
+                    })
+                });
+                continue;
+            }
+            let limit = Limit::new(rate, algorithm);
             ours(&s, &limit, &key);
-            group.bench_function(BenchmarkId::new(format!("ours_{algorithm}"), path), |b| {
-                b.iter(|| black_box(ours(&s, &limit, black_box(&key))))
-            });
+            group.bench_function(id, |b| b.iter(|| black_box(ours(&s, &limit, black_box(&key)))));
         }
         let governor = RateLimiter::keyed(quota);
         let key = "rl:bench:token_bucket:ip:10.0.0.1".to_owned();
@@ -164,9 +193,30 @@ fn hot_key_two_threads(c: &mut Criterion) {
     group.finish();
 }
 
+/// Fresh keys into a store held at its default bound of 10,000 keys, each
+/// admitted once under a limit of 5 per hour: every check inserts a key and,
+/// once the store is full, pays its share of an eviction.
+fn fresh_keys(c: &mut Criterion) {
+    let keys = keys(MANY);
+    let mut group = c.benchmark_group("fresh_keys");
+    group.throughput(Throughput::Elements(1));
+    let s = store(10_000);
+    let limit = Limit::new(Rate::per_hour(5).unwrap(), Algorithm::TokenBucket);
+    // A million keys cycle through a store that holds ten thousand, so a
+    // key comes round again long after it was evicted.
+    let mut i = 0;
+    group.bench_function("ours_token_bucket", |b| {
+        b.iter(|| {
+            i = (i + 1) % MANY;
+            black_box(ours(&s, &limit, &keys[i]))
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = hot_key, hot_key_two_threads, many_keys
+    targets = hot_key, hot_key_two_threads, many_keys, fresh_keys
 }
 criterion_main!(benches);

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::clock::UnixNanos;
 use crate::store::{CheckRequest, Health, LimitCheck, Store};
-use crate::{Algorithm, Decision, Decisions, Limit, Rate, StoreError, key};
+use crate::{Algorithm, Decision, Decisions, Limit, MAX_SLIDING_LOG_LIMIT, Rate, StoreError, key};
 
 /// How to run the suite against one store.
 #[derive(Clone, Debug)]
@@ -62,6 +62,7 @@ pub async fn run_all<S: Store>(store: &S, options: &ConformanceOptions) {
     peek_matches_check(store, options).await;
     denied_requests_are_not_charged(store, options).await;
     zero_cost_is_free(store, options).await;
+    sliding_logs_are_bounded(store, options).await;
 }
 
 /// The limits every scenario runs, for every algorithm.
@@ -644,6 +645,50 @@ pub async fn zero_cost_is_free<S: Store>(store: &S, options: &ConformanceOptions
             check_decision(&model, t, 1, &d[0], &format!("{context}, peek after the free requests"));
         }
         let _ = store.reset(checks[0]).await;
+    }
+}
+
+/// A sliding log at [`MAX_SLIDING_LOG_LIMIT`] works to the last unit, one
+/// request taking all of it at once; a sliding log above it is refused
+/// with [`StoreError::InvalidLimit`] by `check` and `peek`, alone or next
+/// to a valid limit, which is then not charged.
+pub async fn sliding_logs_are_bounded<S: Store>(store: &S, options: &ConformanceOptions) {
+    let res = options.resolution_nanos.max(1);
+    let t = options.start / res * res;
+    let largest = Limit::new(Rate::per_minute(MAX_SLIDING_LOG_LIMIT).expect("rate"), Algorithm::SlidingWindow);
+    let key = key::compose(&options.key_prefix, "largest-log", Algorithm::SlidingWindow, "c");
+    let checks = [LimitCheck { key: &key, limit: &largest }];
+    let context = format!("sliding log of {}", largest.rate());
+    let _ = store.reset(checks[0]).await;
+    for (at, cost, admitted) in
+        [(t, MAX_SLIDING_LOG_LIMIT, true), (t, 1, false), (t + 60_000_000_000, MAX_SLIDING_LOG_LIMIT, true)]
+    {
+        let d = decide(store, &checks, cost, at, true, &context).await;
+        if d[0].allowed != admitted || d[0].remaining != 0 {
+            fail(&context, format!("cost {cost} at +{} s: {:?}", (at - t) / 1_000_000_000, d[0]));
+        }
+    }
+    let _ = store.reset(checks[0]).await;
+
+    let over = Limit::new(Rate::per_minute(MAX_SLIDING_LOG_LIMIT + 1).expect("rate"), Algorithm::SlidingWindow);
+    let valid = Limit::new("5/m".parse().expect("rate"), Algorithm::FixedWindow);
+    let over_key = key::compose(&options.key_prefix, "oversized-log", Algorithm::SlidingWindow, "c");
+    let valid_key = key::compose(&options.key_prefix, "beside-oversized", Algorithm::FixedWindow, "c");
+    let alone = [LimitCheck { key: &over_key, limit: &over }];
+    let beside = [LimitCheck { key: &valid_key, limit: &valid }, alone[0]];
+    let context = format!("sliding log of {}", over.rate());
+    for checks in [&alone[..], &beside[..]] {
+        for charge in [true, false] {
+            let request = CheckRequest::new(checks, 1).at(t);
+            let result = if charge { store.check(request).await } else { store.peek(request).await };
+            if !matches!(result, Err(StoreError::InvalidLimit(_))) {
+                fail(&context, format!("{} limit(s), charge {charge}: {result:?}", checks.len()));
+            }
+        }
+    }
+    let d = decide(store, &beside[..1], 0, t, false, &context).await;
+    if d[0].remaining != 5 {
+        fail(&context, format!("the valid limit beside the refused one was charged: {:?}", d[0]));
     }
 }
 

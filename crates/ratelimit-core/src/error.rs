@@ -36,6 +36,22 @@ impl RateParseError {
 )]
 pub struct AlgorithmParseError(pub(crate) String);
 
+/// A limit that the stores cannot enforce as configured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// A sliding-log limit above [`MAX_SLIDING_LOG_LIMIT`](crate::MAX_SLIDING_LOG_LIMIT)
+    /// per period.
+    #[error(
+        "rate {rate} is too high for the sliding_window algorithm, which logs every admitted request and so allows at most {max} per period; use sliding_window_counter (two counters per key, any rate) or token_bucket",
+        max = crate::MAX_SLIDING_LOG_LIMIT
+    )]
+    SlidingLogTooLarge {
+        /// The rate asked for.
+        rate: crate::Rate,
+    },
+}
+
 /// A store could not answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -92,6 +108,9 @@ pub enum StoreError {
     /// The request itself is malformed (for example it names no limit).
     #[error("invalid check: {0}")]
     InvalidRequest(&'static str),
+    /// The request names a limit no store enforces; see [`crate::Limit::validate`].
+    #[error("invalid limit: {0}")]
+    InvalidLimit(#[from] LimitError),
 }
 
 impl StoreError {

@@ -51,11 +51,12 @@ pub mod store;
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
+pub use algorithm::sliding_log::MAX_SLIDING_LOG_LIMIT;
 pub use algorithm::{Algorithm, Limit};
 pub use breaker::{BreakerConfig, BreakerState, BreakerStatus, CircuitBreaker};
 pub use clock::{Clock, FakeClock, SystemClock, UnixNanos};
 pub use decision::{Decision, Decisions};
-pub use error::{ACCEPTED_RATE_FORMS, AlgorithmParseError, RateParseError, StoreError};
+pub use error::{ACCEPTED_RATE_FORMS, AlgorithmParseError, LimitError, RateParseError, StoreError};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use multi::{MultiStore, MultiStoreConfig, Strategy};

@@ -99,6 +99,25 @@ async fn one_script_call_per_decision() {
     assert_eq!(calls("eval"), 0, "{stats}");
 }
 
+/// The sliding log writes one member per admitted request, whatever its
+/// cost: a request of the whole capacity is one `ZADD` of one member, not
+/// ten thousand.
+#[tokio::test]
+async fn a_sliding_log_stores_one_member_per_request() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let store = connect(&server.url()).await;
+    let max = ratelimit_core::MAX_SLIDING_LOG_LIMIT;
+    let log = Limit::new(Rate::per_hour(max).unwrap(), Algorithm::SlidingWindow);
+    let key = key::compose("t:", "big", Algorithm::SlidingWindow, "c");
+    assert!(allowed(&store, &key, &log, max - 1).await.unwrap());
+    assert!(allowed(&store, &key, &log, 1).await.unwrap());
+    assert!(!allowed(&store, &key, &log, 1).await.unwrap());
+    assert_eq!(server.cli(&["ZCARD", &key]).trim(), "2");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn script_flush_and_restart_do_not_stop_decisions() {
     if !redis_available() {

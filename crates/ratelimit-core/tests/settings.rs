@@ -128,6 +128,11 @@ fn mistakes_name_the_file_and_the_field() {
     let key = error_of("[middleware]\nkey = \"cookie\"");
     assert!(key.contains("middleware.key"), "{key}");
 
+    let log = error_of("algorithm = \"sliding_window\"\n[middleware.rate_limits]\n\"/api\" = \"10001/m\"");
+    assert!(log.contains("middleware.rate_limits.\"/api\"") && log.contains("sliding_window_counter"), "{log}");
+    let counter = "algorithm = \"sliding_window_counter\"\n[middleware]\ndefault_rate = \"10001/m\"";
+    assert!(Settings::from_toml(counter, "limits.toml", no_env()).is_ok());
+
     let multi = error_of("backend = \"multi\"");
     assert!(multi.contains("backends"), "{multi}");
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method};
-use ratelimit_core::{Algorithm, Decisions, Limit, Rate, RateParseError, SharedStore, Store, key};
+use ratelimit_core::{Algorithm, Decisions, Limit, LimitError, Rate, RateParseError, SharedStore, Store, key};
 
 use crate::key::{ForwardedHeader, Key, TrustedProxies};
 use crate::net::{IpNet, IpNetParseError};
@@ -101,6 +101,9 @@ pub enum ConfigError {
     /// A rate or burst that does not parse.
     #[error("rate: {0}")]
     Rate(#[from] RateParseError),
+    /// A rate the chosen algorithm cannot enforce (see [`Limit::validate`]).
+    #[error("algorithm: {0}")]
+    Limit(#[from] LimitError),
     /// An address or network that does not parse.
     #[error("{field}: {source}")]
     Network {
@@ -564,6 +567,7 @@ impl RateLimitConfigBuilder {
                 if let Some(burst) = self.burst {
                     limit = limit.with_burst(burst)?;
                 }
+                limit.validate()?;
                 let id = if single { policy.clone() } else { format!("{policy}/{rate}") };
                 // The store key always names the rate, so two layers that
                 // share a policy name but not their rates never share state.
@@ -660,6 +664,22 @@ mod tests {
         assert!(err(RateLimitConfig::builder().rate("1/s").key_prefix("a{b}")).contains("key_prefix"));
         let many = (1..=9).fold(RateLimitConfig::builder(), |b, n| b.rate(format!("{n}/s")));
         assert!(err(many).contains("at most 8"));
+    }
+
+    #[test]
+    fn a_sliding_log_above_its_bound_is_refused_with_the_alternative() {
+        let max = ratelimit_core::MAX_SLIDING_LOG_LIMIT;
+        let sliding = |rate: String| RateLimitConfig::builder().rate(rate).algorithm(Algorithm::SlidingWindow);
+        assert!(sliding(format!("{max}/s")).build().is_ok());
+        let refused = sliding("5/m".to_owned()).rate(format!("{}/h", max + 1)).build().expect_err("above the bound");
+        assert!(matches!(refused, ConfigError::Limit(_)), "{refused:?}");
+        let message = refused.to_string();
+        assert!(message.contains(&format!("{}/h", max + 1)), "{message}");
+        assert!(message.contains(&max.to_string()), "{message}");
+        assert!(message.contains("sliding_window_counter"), "{message}");
+        let counter =
+            RateLimitConfig::builder().rate(format!("{}/h", max + 1)).algorithm(Algorithm::SlidingWindowCounter);
+        assert!(counter.build().is_ok(), "the counter takes any rate");
     }
 
     #[test]

@@ -122,4 +122,20 @@ mod tests {
         assert_eq!(policy_name("/"), "path_");
         assert_eq!(policy_name(&format!("/{}", "é".repeat(80))).len(), 64);
     }
+
+    /// Settings built in code skip the file's validation; the layer's
+    /// builder still refuses what no store can enforce, naming the field.
+    #[cfg(feature = "memory")]
+    #[test]
+    fn a_rate_too_high_for_the_sliding_log_names_its_field() {
+        let store = SharedStore::new(ratelimit_core::MemoryStore::new());
+        let mut settings = Settings { algorithm: ratelimit_core::Algorithm::SlidingWindow, ..Settings::default() };
+        let too_high = Rate::per_minute(ratelimit_core::MAX_SLIDING_LOG_LIMIT + 1).unwrap();
+        settings.middleware.rate_limits.insert("/api".to_owned(), "5/m".parse().unwrap());
+        settings.middleware.default_rate = Some(too_high);
+        let error = middleware_config(&settings, &store).expect_err("refused").to_string();
+        assert!(error.contains("middleware.default_rate") && error.contains("sliding_window_counter"), "{error}");
+        settings.algorithm = ratelimit_core::Algorithm::SlidingWindowCounter;
+        assert!(middleware_config(&settings, &store).is_ok());
+    }
 }

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::{AlgorithmParseError, RateParseError};
+use crate::error::{AlgorithmParseError, LimitError, RateParseError};
 use crate::rate::{MAX_LIMIT, Rate};
 
 pub mod fixed_window;
@@ -100,8 +100,33 @@ pub struct Limit {
 
 impl Limit {
     /// A limit with the bucket capacity equal to the rate's limit.
+    ///
+    /// Every rate is accepted here; [`validate`](Self::validate) says
+    /// whether the stores can enforce it with this algorithm.
     pub fn new(rate: Rate, algorithm: Algorithm) -> Self {
         Self { rate, algorithm, burst: None }
+    }
+
+    /// Checks that the stores can enforce this limit. The one rule: a
+    /// [`SlidingWindow`](Algorithm::SlidingWindow) limit allows at most
+    /// [`MAX_SLIDING_LOG_LIMIT`](sliding_log::MAX_SLIDING_LOG_LIMIT) per
+    /// period. The layer's builder and the settings refuse such a limit,
+    /// and every store answers a check naming one with
+    /// [`StoreError::InvalidLimit`](crate::StoreError::InvalidLimit).
+    ///
+    /// ```
+    /// use ratelimit_core::{Algorithm, Limit};
+    /// assert!(Limit::new("10000/s".parse()?, Algorithm::SlidingWindow).validate().is_ok());
+    /// let error = Limit::new("10001/s".parse()?, Algorithm::SlidingWindow).validate().unwrap_err();
+    /// assert!(error.to_string().contains("sliding_window_counter"));
+    /// assert!(Limit::new("10001/s".parse()?, Algorithm::SlidingWindowCounter).validate().is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn validate(&self) -> Result<(), LimitError> {
+        if self.algorithm == Algorithm::SlidingWindow && self.rate.limit() > sliding_log::MAX_SLIDING_LOG_LIMIT {
+            return Err(LimitError::SlidingLogTooLarge { rate: self.rate });
+        }
+        Ok(())
     }
 
     /// Sets the token bucket's capacity; other algorithms ignore it.

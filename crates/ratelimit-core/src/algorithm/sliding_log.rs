@@ -4,7 +4,8 @@
 //! inside the window. A request at `t` is admitted when the units admitted
 //! in `(t - period, t]` plus its cost stay within the limit; so for every
 //! instant the window's total never exceeds the limit. Denied requests are
-//! not logged, hence a key never holds more than `limit` entries.
+//! not logged, hence a key never holds more than `limit` entries, and
+//! `limit` is at most [`MAX_SLIDING_LOG_LIMIT`].
 //! `reset_after` is the time until the newest entry leaves the window;
 //! `retry_after` the time until enough of the oldest entries have left.
 
@@ -12,6 +13,18 @@ use std::collections::VecDeque;
 
 use crate::clock::UnixNanos;
 use crate::{Decision, Limit};
+
+/// The highest limit per period a sliding-log limit may have; checked by
+/// [`Limit::validate`], which every store and builder calls.
+///
+/// Every store logs one entry per admitted request (its time and cost), so
+/// a request's cost never adds work, but a key can hold up to `limit`
+/// entries, and a check may prune or walk all of them: in memory 16 bytes
+/// each, in SQL one row each, in Redis one sorted-set member each. The
+/// bound keeps the largest key and the slowest check of every store
+/// bounded. Higher rates belong to the sliding window counter, which keeps
+/// two counters per key whatever the rate.
+pub const MAX_SLIDING_LOG_LIMIT: u64 = 10_000;
 
 /// The admitted requests of one key that are still inside the window.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -124,5 +137,20 @@ mod tests {
         assert!(log.decide(t + 10 * S, &limit, 1, true).allowed);
         assert_eq!(log.len(), 2);
         assert!(log.decide(t, &limit, 4, true).can_never_succeed());
+    }
+
+    #[test]
+    fn a_request_of_many_units_is_one_entry() {
+        let rate = Rate::per_minute(MAX_SLIDING_LOG_LIMIT).unwrap();
+        let limit = Limit::new(rate, Algorithm::SlidingWindow);
+        let mut log = SlidingLog::new();
+        let t = 100 * S;
+        let d = log.decide(t, &limit, MAX_SLIDING_LOG_LIMIT - 1, true);
+        assert!(d.allowed && d.remaining == 1);
+        assert_eq!(log.len(), 1, "the cost is stored with the entry, not as one entry per unit");
+        assert!(log.decide(t + S, &limit, 1, true).allowed);
+        let d = log.decide(t + S, &limit, 2, true);
+        assert_eq!(d.retry_after.unwrap().as_secs(), 59, "two units are free once the big entry leaves");
+        assert_eq!(log.len(), 2);
     }
 }

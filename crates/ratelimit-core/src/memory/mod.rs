@@ -7,6 +7,14 @@
 //! Two distinct keys share state only if their 64-bit keyed hashes collide:
 //! with a million keys held, a new key meets one of them with odds of about
 //! 5 in 10^14.
+//!
+//! The store holds at most `max_keys` keys. A full shard makes room for a
+//! new key by dropping an eighth of itself at once (so a flood of new keys
+//! costs a constant amount per key): first the keys whose state has expired
+//! and so decides exactly like an absent key, then the least recently used,
+//! and keys that are over their limit last of all, only when nothing else
+//! is left. A flood of fresh keys therefore cannot buy a blocked client a
+//! new allowance.
 
 mod shard;
 mod state;
@@ -90,7 +98,8 @@ impl Default for MemoryStoreBuilder {
 
 impl<C: Clock> MemoryStoreBuilder<C> {
     /// Bounds the number of keys (default 10,000). When full, expired keys
-    /// are dropped first, then the least recently used ones.
+    /// are dropped first, then the least recently used ones, and keys over
+    /// their limit only when no other key is left.
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys.max(1);
         self
@@ -228,11 +237,11 @@ impl<C: Clock> MemoryStore<C> {
             }
         }
         if charge && request.cost > 0 && decisions.allowed() {
-            for ((check, &hash), update) in request.limits.iter().zip(&hashes).zip(updates) {
+            for (((check, &hash), update), decision) in request.limits.iter().zip(&hashes).zip(updates).zip(&decisions)
+            {
                 let index = self.inner.shard_of(hash);
-                let capacity = self.inner.capacity_of(index);
                 let shard = shard_for(&mut guards, index);
-                commit(shard, hash, check, update, now, request.cost, touched, capacity);
+                self.inner.commit(shard, index, hash, check.limit, update, decision, now, request.cost);
             }
         }
         Ok(decisions)
@@ -263,16 +272,20 @@ impl<C: Clock> MemoryStore<C> {
                         decision
                     }
                 };
-                // Denied clients count as active too: evicting a blocked
-                // client's state would hand it a fresh allowance.
-                entry.touched = inner.touched(now);
+                let (charged, remaining) = (charge && decision.allowed, decision.remaining);
                 decisions.push(decision);
+                // Only a charge changes the state; a denial leaves it, and
+                // so the instant it admits again, as it was.
+                if charged {
+                    entry.blocked_until = inner.blocked_until(&mut entry.state, remaining, now, limit);
+                }
+                // Denied clients count as active too.
+                entry.touched = inner.touched(now);
             }
             None => {
                 let (decision, update) = evaluate(None, now, limit, cost);
                 if charge && decision.allowed {
-                    let capacity = inner.capacity_of(index);
-                    commit(&mut shard, hash, check, update, now, cost, inner.touched(now), capacity);
+                    inner.commit(&mut shard, index, hash, limit, update, &decision, now, cost);
                 }
                 decisions.push(decision);
             }
@@ -325,41 +338,14 @@ fn evaluate(state: Option<&mut State>, now: UnixNanos, limit: &Limit, cost: u64)
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn commit(
-    shard: &mut Shard,
-    hash: u64,
-    check: &LimitCheck<'_>,
-    update: Option<State>,
-    now: UnixNanos,
-    cost: u64,
-    touched: u32,
-    capacity: usize,
-) {
-    let algorithm = check.limit.algorithm();
-    if let Some(entry) = shard.map.get_mut(&hash).filter(|e| e.state.algorithm() == algorithm) {
-        entry.touched = touched;
-        match (&mut entry.state, update) {
-            (State::Log(log), _) => {
-                log.decide(now, check.limit, cost, true);
-            }
-            (slot, Some(next)) => *slot = next,
-            (_, None) => {}
-        }
-        return;
-    }
-    let state = match update {
-        Some(next) => next,
-        None => {
-            let mut log = SlidingLog::new();
-            log.decide(now, check.limit, cost, true);
-            State::Log(Box::new(log))
-        }
-    };
-    if !shard.map.contains_key(&hash) {
-        shard.make_room(capacity, now);
-    }
-    shard.map.insert(hash, Entry { touched, state });
+/// When a state with no unit left admits one again. Kept out of line: only
+/// the charge that uses up the last unit gets here.
+#[cold]
+#[inline(never)]
+fn unblocked_at(state: &mut State, now: UnixNanos, limit: &Limit) -> Option<UnixNanos> {
+    let (next, _) = evaluate(Some(state), now, limit, 1);
+    let wait = next.retry_after?;
+    Some(now.saturating_add(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX)))
 }
 
 impl<C: Clock> Inner<C> {
@@ -375,6 +361,61 @@ impl<C: Clock> Inner<C> {
 
     fn touched(&self, now: UnixNanos) -> u32 {
         u32::try_from(now.saturating_sub(self.created) / 1_000_000_000).unwrap_or(u32::MAX)
+    }
+
+    /// The entry's `blocked_until` for a state just charged, with
+    /// `remaining` units left: 0 while a unit is left, else when one is
+    /// back, in whole seconds since the store was created, rounded up.
+    fn blocked_until(&self, state: &mut State, remaining: u64, now: UnixNanos, limit: &Limit) -> u32 {
+        if remaining > 0 {
+            return 0;
+        }
+        unblocked_at(state, now, limit)
+            .map_or(0, |at| u32::try_from(at.saturating_sub(self.created).div_ceil(1_000_000_000)).unwrap_or(u32::MAX))
+    }
+
+    /// Stores a charged decision's state: `update` for the fixed-size
+    /// states, while the sliding log is charged in place.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &self,
+        shard: &mut Shard,
+        index: usize,
+        hash: u64,
+        limit: &Limit,
+        update: Option<State>,
+        decision: &Decision,
+        now: UnixNanos,
+        cost: u64,
+    ) {
+        let touched = self.touched(now);
+        let algorithm = limit.algorithm();
+        if let Some(entry) = shard.map.get_mut(&hash).filter(|e| e.state.algorithm() == algorithm) {
+            let decision = match (&mut entry.state, update) {
+                (State::Log(log), _) => log.decide(now, limit, cost, true),
+                (slot, Some(next)) => {
+                    *slot = next;
+                    *decision
+                }
+                (_, None) => *decision,
+            };
+            entry.touched = touched;
+            entry.blocked_until = self.blocked_until(&mut entry.state, decision.remaining, now, limit);
+            return;
+        }
+        let (mut state, decision) = match update {
+            Some(next) => (next, *decision),
+            None => {
+                let mut log = SlidingLog::new();
+                let decision = log.decide(now, limit, cost, true);
+                (State::Log(Box::new(log)), decision)
+            }
+        };
+        let blocked_until = self.blocked_until(&mut state, decision.remaining, now, limit);
+        if !shard.map.contains_key(&hash) {
+            shard.make_room(self.capacity_of(index), now, touched);
+        }
+        shard.map.insert(hash, Entry { touched, blocked_until, state });
     }
 
     fn sweep(&self) -> usize {

@@ -41,29 +41,48 @@ impl Shard {
         before - self.map.len()
     }
 
-    /// Makes room for one more key when the shard holds `capacity` keys:
-    /// expired keys go first, then about an eighth of the shard, least
-    /// recently used first. Evicting in batches keeps the cost per new key
-    /// constant when a flood of new keys arrives.
-    pub(super) fn make_room(&mut self, capacity: usize, now: UnixNanos) {
-        if self.map.len() < capacity {
-            return;
-        }
-        self.sweep(now);
+    /// Makes room for one more key when the shard holds `capacity` keys.
+    ///
+    /// It frees at least an eighth of the shard at once, so the scans below
+    /// cost a constant amount per new key however fast new keys arrive.
+    /// What carries no information goes first: every expired key, whose
+    /// state decides exactly like an absent key (each state's expiry is the
+    /// instant it becomes so: a full bucket, a passed window, an empty
+    /// log). Then the least recently used; a key over its limit only when
+    /// no other key is left, as evicting it hands its client a fresh
+    /// allowance.
+    pub(super) fn make_room(&mut self, capacity: usize, now: UnixNanos, now_secs: u32) {
         if self.map.len() < capacity {
             return;
         }
         let target = (capacity / 8).max(1);
-        let mut touched: Vec<u32> = self.map.values().map(|e| e.touched).collect();
-        let (_, &mut threshold, _) = touched.select_nth_unstable(target - 1);
-        let mut removed = 0;
+        let before = self.map.len();
+        let mut ranks: Vec<u64> = Vec::with_capacity(before);
         self.map.retain(|_, entry| {
-            if removed < target && entry.touched <= threshold {
-                removed += 1;
-                false
-            } else {
-                true
+            let live = entry.state.expires_at() > now;
+            if live {
+                ranks.push(entry.eviction_rank(now_secs));
             }
+            live
+        });
+        let wanted = target.saturating_sub(before - self.map.len()).min(ranks.len());
+        if wanted == 0 {
+            return;
+        }
+        let (lower, &mut threshold, _) = ranks.select_nth_unstable(wanted - 1);
+        // Ties at the threshold may sit on either side of it: take every
+        // key strictly below it, and only as many at it as are still wanted.
+        let mut at_threshold = wanted - lower.iter().filter(|&&rank| rank < threshold).count();
+        self.map.retain(|_, entry| {
+            let rank = entry.eviction_rank(now_secs);
+            if rank < threshold {
+                return false;
+            }
+            if rank == threshold && at_threshold > 0 {
+                at_threshold -= 1;
+                return false;
+            }
+            true
         });
     }
 }

@@ -63,10 +63,30 @@ impl State {
     }
 }
 
-/// A map entry: the state and when the key was last used, in whole seconds
-/// since the store was created (coarse on purpose: it only orders evictions).
+/// A map entry: the state, when the key was last used and until when it is
+/// over its limit, both in whole seconds since the store was created
+/// (coarse on purpose: they only order evictions).
+///
+/// Whether a state is at its limit depends on the limit's capacity and
+/// period, which the entry does not hold; so the instant the key next
+/// admits a unit is worked out when its state changes, the one time the
+/// limit is at hand, and kept here. It fills what was padding after
+/// `touched`: the entry is no larger for it.
 #[derive(Debug)]
 pub(super) struct Entry {
     pub(super) touched: u32,
+    /// Rounded up, so a key is never taken for unblocked early.
+    pub(super) blocked_until: u32,
     pub(super) state: State,
+}
+
+const _: () = assert!(std::mem::size_of::<Entry>() <= 32, "an entry is one half of a cache line");
+
+impl Entry {
+    /// The order of eviction among live keys, lowest first: the least
+    /// recently used, and a key over its limit at `now_secs` only after
+    /// every other one, since evicting it would hand it a fresh allowance.
+    pub(super) fn eviction_rank(&self, now_secs: u32) -> u64 {
+        (u64::from(self.blocked_until > now_secs) << 32) | u64::from(self.touched)
+    }
 }

@@ -144,24 +144,28 @@ fn decisions_use_the_injected_clock() {
 
 #[test]
 fn max_keys_is_an_exact_bound() {
-    // The shards split max_keys exactly, whether or not they divide it.
+    // The shards split max_keys exactly, whether or not they divide it; and
+    // the bound holds when every key is over its limit (1/h) just as when
+    // none is (5/h).
     for max_keys in [1_000, 1_001, 5_000] {
-        let clock = FakeClock::at_secs(10_000);
-        let store = MemoryStore::builder().max_keys(max_keys).cleanup_interval(None).clock(clock.clone()).build();
-        let shards = store.inner.shards.len();
-        let bound: usize = (0..shards).map(|i| store.inner.capacity_of(i)).sum();
-        assert_eq!(bound, max_keys, "{shards} shards");
-        let l = limit("5/h", Algorithm::FixedWindow);
-        let mut most = 0;
-        for i in 0..10 * max_keys {
-            check(&store, &format!("c{i}"), &l, 1);
-            most = most.max(store.len());
-            if i % 97 == 0 {
-                clock.advance(Duration::from_secs(1));
+        for rate in ["5/h", "1/h"] {
+            let clock = FakeClock::at_secs(10_000);
+            let store = MemoryStore::builder().max_keys(max_keys).cleanup_interval(None).clock(clock.clone()).build();
+            let shards = store.inner.shards.len();
+            let bound: usize = (0..shards).map(|i| store.inner.capacity_of(i)).sum();
+            assert_eq!(bound, max_keys, "{shards} shards");
+            let l = limit(rate, Algorithm::FixedWindow);
+            let mut most = 0;
+            for i in 0..10 * max_keys {
+                check(&store, &format!("c{i}"), &l, 1);
+                most = most.max(store.len());
+                if i % 97 == 0 {
+                    clock.advance(Duration::from_secs(1));
+                }
             }
+            assert!(most <= bound, "{max_keys}, {rate}: {most} keys held, bound {bound}");
+            assert!(most > max_keys * 7 / 8, "{max_keys}, {rate}: the store never filled up ({most} keys)");
         }
-        assert!(most <= bound, "{max_keys}: {most} keys held, bound {bound}");
-        assert!(most > max_keys * 7 / 8, "{max_keys}: the store never filled up ({most} keys)");
     }
 }
 
@@ -188,4 +192,122 @@ fn threads_checking_two_limits_admit_exactly_the_tighter_one_and_charge_both() {
         let shared = store.decide(CheckRequest::new(&both[1..], 0), false).unwrap();
         assert_eq!(shared[0].remaining, 900, "{algorithm}: the loose limit was charged for admitted requests only");
     }
+}
+
+/// Whether the store holds state for `key`, looked up without touching it.
+fn held(store: &MemoryStore<FakeClock>, key: &str) -> bool {
+    let hash = store.inner.hasher.hash_one(key);
+    lock(&store.inner.shards[store.inner.shard_of(hash)]).map.contains_key(&hash)
+}
+
+/// One hour boundary plus a minute, so hourly windows have long to run.
+const HOUR_START: u64 = 1_700_002_800 + 60;
+
+#[test]
+fn eviction_drops_stale_keys_then_the_least_recently_used_then_blocked_ones() {
+    let clock = FakeClock::at_secs(HOUR_START);
+    // One shard of 64 keys, so the order of eviction is observable; a full
+    // shard evicts 8 keys at a time.
+    let store = MemoryStore::builder().max_keys(64).cleanup_interval(None).clock(clock.clone()).build();
+    assert_eq!(store.inner.shards.len(), 1);
+    let hourly = limit("5/h", Algorithm::TokenBucket);
+    let one_per_hour = limit("1/h", Algorithm::FixedWindow);
+    let keys = |group: &str, n: usize| (0..n).map(|i| format!("{group}{i}")).collect::<Vec<_>>();
+    // Oldest: clients over their limit.
+    let blocked = keys("blocked", 16);
+    for k in &blocked {
+        assert!(check(&store, k, &one_per_hour, 1).allowed);
+        assert!(!check(&store, k, &one_per_hour, 1).allowed);
+    }
+    clock.advance(Duration::from_secs(1));
+    // Then clients seen once, twice as many as one batch.
+    let idle = keys("idle", 16);
+    for k in &idle {
+        check(&store, k, &hourly, 1);
+    }
+    clock.advance(Duration::from_secs(1));
+    let recent = keys("recent", 16);
+    for k in &recent {
+        check(&store, k, &hourly, 1);
+    }
+    clock.advance(Duration::from_secs(1));
+    // Newest: short limits under every algorithm, which will soon carry
+    // no information: windows that pass, a bucket that refills, a log
+    // whose entries leave it.
+    let stale: Vec<(String, Limit)> =
+        Algorithm::ALL.iter().flat_map(|&a| (0..4).map(move |i| (format!("stale-{a}-{i}"), limit("2/s", a)))).collect();
+    for (k, l) in &stale {
+        check(&store, k, l, 1);
+    }
+    assert_eq!(store.len(), 64);
+    clock.advance(Duration::from_secs(3));
+
+    // The stale keys go first, though they were used last.
+    check(&store, "new0", &hourly, 1);
+    assert!(stale.iter().all(|(k, _)| !held(&store, k)), "every stale key went");
+    assert_eq!(store.len(), 49);
+    for i in 1..16 {
+        check(&store, &format!("new{i}"), &hourly, 1);
+    }
+    assert_eq!(store.len(), 64);
+
+    // Then the least recently used, but never a blocked client while
+    // another key is left: two batches take the idle keys.
+    for i in 0..16 {
+        check(&store, &format!("newer{i}"), &hourly, 1);
+    }
+    assert!(store.len() <= 64);
+    assert!(idle.iter().all(|k| !held(&store, k)), "the idle keys went");
+    assert!(recent.iter().all(|k| held(&store, k)), "the recent keys stayed");
+    assert!(blocked.iter().all(|k| held(&store, k)), "the blocked keys stayed");
+    for k in &blocked {
+        assert!(!check(&store, k, &one_per_hour, 1).allowed, "{k} got a fresh allowance");
+    }
+}
+
+#[test]
+fn a_block_that_has_run_out_no_longer_protects_a_key() {
+    let clock = FakeClock::at_secs(HOUR_START);
+    let store = MemoryStore::builder().max_keys(16).cleanup_interval(None).clock(clock.clone()).build();
+    // One unit back every 30 minutes; full again after an hour.
+    let slow = limit("2/h", Algorithm::TokenBucket);
+    let still_blocked = limit("1/h", Algorithm::FixedWindow);
+    for i in 0..8 {
+        assert!(check(&store, &format!("blocked{i}"), &still_blocked, 1).allowed);
+    }
+    clock.advance(Duration::from_secs(1));
+    for i in 0..8 {
+        let k = format!("lapsed{i}");
+        assert!(check(&store, &k, &slow, 2).allowed);
+        assert!(!check(&store, &k, &slow, 1).allowed);
+    }
+    // Half an hour on, the buckets admit one request again but are not
+    // full: they are live keys like any other, and used more recently.
+    clock.advance(Duration::from_secs(30 * 60 + 1));
+    for i in 0..8 {
+        assert_eq!(check(&store, &format!("lapsed{i}"), &slow, 0).remaining, 1);
+    }
+    check(&store, "new", &slow, 1);
+    assert!(store.len() <= 16);
+    assert!((0..8).all(|i| held(&store, &format!("blocked{i}"))), "the blocked keys stayed");
+    assert_eq!((0..8).filter(|i| !held(&store, &format!("lapsed{i}"))).count(), 2, "one batch of lapsed keys went");
+}
+
+#[test]
+fn a_store_full_of_blocked_clients_evicts_the_least_recently_blocked() {
+    let clock = FakeClock::at_secs(HOUR_START);
+    let store = MemoryStore::builder().max_keys(64).cleanup_interval(None).clock(clock.clone()).build();
+    let one_per_hour = limit("1/h", Algorithm::FixedWindow);
+    for i in 0..64 {
+        assert!(check(&store, &format!("old{i}"), &one_per_hour, 1).allowed);
+    }
+    clock.advance(Duration::from_secs(1));
+    // Touch all but the first eight again: denied requests count as use.
+    for i in 8..64 {
+        assert!(!check(&store, &format!("old{i}"), &one_per_hour, 1).allowed);
+    }
+    assert!(check(&store, "new", &one_per_hour, 1).allowed);
+    assert_eq!(store.len(), 57, "one batch of eight made room");
+    assert!((0..8).all(|i| !held(&store, &format!("old{i}"))));
+    assert!((8..64).all(|i| held(&store, &format!("old{i}"))));
 }

@@ -36,11 +36,12 @@ local fmt = string.format
 local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
 
 -- Per limit: the decision, the state as it stands, and the pending write
--- (a string state, or the time of sliding-log units).
+-- (a string state, or the time of a sliding-log entry and the units the
+-- log held before it).
 local n = #KEYS
 local allowed, remaining, reset, retry = {}, {}, {}, {}
 local remaining0, reset0 = {}, {}
-local value, ttl, log_at = {}, {}, {}
+local value, ttl, log_at, log_units = {}, {}, {}, {}
 local admitted = true
 
 for i = 1, n do
@@ -139,13 +140,23 @@ for i = 1, n do
     end
 
   elseif alg == 'sw' then
-    -- One sorted-set member per admitted unit, scored by its time, so the
-    -- window's total is ZCARD and the k-th oldest unit one ZRANGE away.
+    -- One sorted-set member per admitted request, whatever its cost, scored
+    -- by its time: "units:cost", where units counts every unit logged up to
+    -- and including this request (zero-padded, so requests logged in the
+    -- same microsecond sort in order). The window's total is the newest
+    -- count less the count before the oldest entry: two lookups, and one
+    -- write per request, however many units it takes.
     redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt('%d', now - period))
-    local total = redis.call('ZCARD', key)
-    local last = nil
-    if total > 0 then
-      last = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    local total, last, before, first = 0, nil, 0, 0
+    log_units[i] = 0
+    if newest[1] then
+      last = tonumber(newest[2])
+      log_units[i] = tonumber(string.match(newest[1], '^(%d+)'))
+      local units, c = string.match(redis.call('ZRANGE', key, 0, 0)[1], '^(%d+):(%d+)$')
+      first = tonumber(units)
+      before = first - tonumber(c)
+      total = log_units[i] - before
     end
     left = max(capacity - total, 0)
     until_full = 0
@@ -164,8 +175,18 @@ for i = 1, n do
       end
     else
       ok = false
-      -- The request fits once the (cost - left) oldest units have left.
-      local freeing = redis.call('ZRANGE', key, cost - left - 1, cost - left - 1, 'WITHSCORES')
+      -- The request fits once the oldest entries holding (cost - left)
+      -- units have left: the first entry whose count reaches that many,
+      -- found by bisection over ranks (often the oldest, checked first).
+      local target = before + cost - left
+      local lo, hi = 0, 0
+      if first < target then lo, hi = 1, redis.call('ZCARD', key) - 1 end
+      while lo < hi do
+        local mid = floor((lo + hi) / 2)
+        local units = tonumber(string.match(redis.call('ZRANGE', key, mid, mid)[1], '^(%d+)'))
+        if units >= target then hi = mid else lo = mid + 1 end
+      end
+      local freeing = redis.call('ZRANGE', key, lo, lo, 'WITHSCORES')
       wait = tonumber(freeing[2]) + period - now
     end
 
@@ -204,17 +225,7 @@ if admitted and charge and cost > 0 then
     if value[i] then
       redis.call('SET', key, value[i], 'PX', ms)
     elseif log_at[i] then
-      local score = fmt('%d', log_at[i])
-      local seq = redis.call('ZCOUNT', key, score, score)
-      local batch = {}
-      for j = 1, cost do
-        batch[#batch + 1] = score
-        batch[#batch + 1] = score .. ':' .. fmt('%d', seq + j)
-        if #batch >= 1000 or j == cost then
-          redis.call('ZADD', key, unpack(batch))
-          batch = {}
-        end
-      end
+      redis.call('ZADD', key, fmt('%d', log_at[i]), fmt('%020d:%d', log_units[i] + cost, cost))
       redis.call('PEXPIRE', key, ms)
     end
   end

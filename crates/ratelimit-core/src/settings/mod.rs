@@ -21,7 +21,7 @@ pub use self::build::{BuiltStore, StoreFactory, StoreRegistry, build_store};
 pub use self::error::SettingsError;
 use crate::breaker::BreakerConfig;
 use crate::multi::Strategy;
-use crate::{Algorithm, Rate};
+use crate::{Algorithm, Limit, Rate};
 
 /// What a layer does when its store cannot answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,6 +225,14 @@ impl Settings {
         for prefix in self.middleware.rate_limits.keys().chain(&self.middleware.skip_paths) {
             if !prefix.starts_with('/') {
                 return fail("middleware", format!("path {prefix:?} must start with '/'"));
+            }
+        }
+        let default_rate = self.middleware.default_rate.map(|rate| ("middleware.default_rate".to_owned(), rate));
+        let path_rates =
+            self.middleware.rate_limits.iter().map(|(p, &rate)| (format!("middleware.rate_limits.{p:?}"), rate));
+        for (field, rate) in default_rate.into_iter().chain(path_rates) {
+            if let Err(error) = Limit::new(rate, self.algorithm).validate() {
+                return fail(&field, error.to_string());
             }
         }
         Ok(())

@@ -63,6 +63,9 @@ impl<'a> CheckRequest<'a> {
         if self.limits.is_empty() {
             return Err(StoreError::InvalidRequest("a check needs at least one limit"));
         }
+        for check in self.limits {
+            check.limit.validate()?;
+        }
         Ok(())
     }
 }
