@@ -655,6 +655,10 @@ mod tests {
         assert!(err(RateLimitConfig::builder().rate("1/s").policy("a b")).contains("policy"));
         assert!(err(RateLimitConfig::builder().rate("1/s").allow_ips(["10.0.0.0/99"])).contains("allow_ips"));
         assert!(err(RateLimitConfig::builder().rate("1/s").trusted_proxies(["proxy"])).contains("trusted_proxies"));
+        let mapped = err(RateLimitConfig::builder().rate("1/s").trusted_proxies(["10.0.0.1", "::ffff:10.0.0.0/8"]));
+        assert!(mapped.contains("trusted_proxies") && mapped.contains("\"::ffff:10.0.0.0/8\""), "{mapped}");
+        let mapped = err(RateLimitConfig::builder().rate("1/s").allow_ips(["::ffff:10.0.0.0/8"]));
+        assert!(mapped.contains("allow_ips") && mapped.contains("\"::ffff:10.0.0.0/8\""), "{mapped}");
         assert!(err(RateLimitConfig::builder().rate("1/s").ipv6_prefix(0)).contains("ipv6_prefix"));
         assert!(err(RateLimitConfig::builder().rate("1/s").burst(0)).contains("burst"));
         assert!(err(RateLimitConfig::builder().rate("1/s").key_prefix("a{b}")).contains("key_prefix"));

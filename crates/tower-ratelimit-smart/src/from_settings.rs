@@ -4,7 +4,7 @@
 use ratelimit_core::settings::{FailureMode, MiddlewareSettings, StoreRegistry, build_store};
 use ratelimit_core::{Rate, Settings, SettingsError, SharedStore};
 
-use crate::{ConfigError, FailurePolicy, Key, Mode, RateLimitConfig, RateLimitLayer};
+use crate::{ConfigError, FailurePolicy, IpNet, Key, Mode, RateLimitConfig, RateLimitLayer};
 
 const SOURCE: &str = "settings";
 
@@ -81,7 +81,15 @@ fn rule(
         })
         .build()
         .map_err(|e| match e {
-            ConfigError::Network { .. } => SettingsError::new(SOURCE, "middleware.trusted_proxies", e.to_string()),
+            ConfigError::Network { source, .. } => {
+                // Name the entry, not just the list: the message quotes it too.
+                let at = middleware.trusted_proxies.iter().position(|p| p.parse::<IpNet>().is_err());
+                let field = match at {
+                    Some(i) => format!("middleware.trusted_proxies[{i}]"),
+                    None => "middleware.trusted_proxies".to_owned(),
+                };
+                SettingsError::new(SOURCE, &field, source.to_string())
+            }
             other => SettingsError::new(SOURCE, field, other.to_string()),
         })
 }
@@ -121,5 +129,23 @@ mod tests {
         assert_eq!(policy_name("/api/"), "path_api");
         assert_eq!(policy_name("/"), "path_");
         assert_eq!(policy_name(&format!("/{}", "é".repeat(80))).len(), 64);
+    }
+
+    fn settings(text: &str) -> Settings {
+        Settings::from_toml(text, "limits.toml", Vec::new()).unwrap()
+    }
+
+    fn store() -> SharedStore {
+        SharedStore::new(ratelimit_core::MemoryStore::new())
+    }
+
+    #[test]
+    fn a_mapped_block_shorter_than_the_mapping_names_its_entry() {
+        let text = "[middleware]\ndefault_rate = \"1/m\"\ntrusted_proxies = [\"10.0.0.1\", \"::ffff:10.0.0.0/8\"]";
+        let error = middleware_config(&settings(text), &store()).unwrap_err().to_string();
+        assert!(error.contains("middleware.trusted_proxies[1]"), "{error}");
+        assert!(error.contains("\"::ffff:10.0.0.0/8\"") && error.contains("/96"), "{error}");
+        let text = "[middleware]\ndefault_rate = \"1/m\"\ntrusted_proxies = [\"::ffff:10.0.0.0/104\"]";
+        assert!(middleware_config(&settings(text), &store()).is_ok());
     }
 }
