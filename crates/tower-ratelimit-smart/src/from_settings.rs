@@ -12,7 +12,9 @@ impl RateLimitLayer {
     /// Builds the stores the settings describe and one layer applying the
     /// `[middleware]` rules: each `rate_limits` prefix is a policy of its
     /// own (all paths under it share one bucket per client), `default_rate`
-    /// covers the other paths, `skip_paths` are never limited.
+    /// covers the other paths, `skip_paths` are never limited. Paths are
+    /// matched normalised and by whole segments, as
+    /// [`RateLimitConfig::by_path_prefix`] describes.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
