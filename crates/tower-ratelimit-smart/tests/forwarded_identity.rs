@@ -91,3 +91,49 @@ async fn an_unknown_client_is_limited_and_cannot_pick_fresh_buckets() {
         assert_eq!(status(&layer, name, &[]).await, StatusCode::OK, "{name}");
     }
 }
+
+/// The pattern docs/keys.md recommends for `Key::header`: with the default
+/// fallback to the IP, a client that invents a key value per request gets
+/// a fresh bucket each time, so a second layer keyed by IP bounds it.
+#[tokio::test]
+async fn a_layer_keyed_by_ip_bounds_a_client_inventing_header_values() {
+    use axum::{Router, routing::get};
+    use tower_ratelimit_smart::Key;
+
+    let per_key = RateLimitConfig::builder().policy("per-key").rate("2/m").key(Key::header("x-api-key")).build().unwrap();
+    let per_address = RateLimitConfig::builder().policy("per-address").rate("5/m").key(Key::ip()).build().unwrap();
+    let app: Router = Router::new()
+        .route("/api/items", get(|| async { "items" }))
+        .layer(RateLimitLayer::new(per_key))
+        .layer(RateLimitLayer::new(per_address));
+    let mut statuses = Vec::new();
+    for n in 0..7 {
+        let mut request = Request::builder().uri("/api/items").header("x-api-key", format!("made-up-{n}"));
+        request = request.extension(axum::extract::ConnectInfo("198.51.100.4:5000".parse::<SocketAddr>().unwrap()));
+        let response = app.clone().oneshot(request.body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+}
+
+/// One client holding a /48 has 65,536 /64s; a second layer grouping IPv6
+/// clients by /48 bounds it.
+#[tokio::test]
+async fn a_coarser_ipv6_layer_bounds_a_client_with_many_subnets() {
+    use axum::{Router, routing::get};
+
+    let per_64 = RateLimitConfig::builder().policy("per-64").rate("2/m").build().unwrap();
+    let per_48 = RateLimitConfig::builder().policy("per-48").rate("5/m").ipv6_prefix(48).build().unwrap();
+    let app: Router = Router::new()
+        .route("/", get(|| async { "home" }))
+        .layer(RateLimitLayer::new(per_64))
+        .layer(RateLimitLayer::new(per_48));
+    let mut statuses = Vec::new();
+    for subnet in 0..7 {
+        let peer: SocketAddr = format!("[2001:db8:7:{subnet:x}::1]:5000").parse().unwrap();
+        let request = Request::builder().uri("/").extension(axum::extract::ConnectInfo(peer));
+        let response = app.clone().oneshot(request.body(axum::body::Body::empty()).unwrap()).await.unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429]);
+}
