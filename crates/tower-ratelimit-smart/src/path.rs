@@ -123,7 +123,8 @@ mod tests {
 
     #[test]
     fn normal_paths_are_borrowed() {
-        for path in ["/", "/a", "/a/", "/auth/login", "/a/b.c/.d/..e", "/files/a%20b", "/x%2Fy", "/%zz", "/%", "*", ""] {
+        for path in ["/", "/a", "/a/", "/auth/login", "/a/b.c/.d/..e", "/files/a%20b", "/x%2Fy", "/%zz", "/%", "*", ""]
+        {
             assert!(matches!(normalize(path), Cow::Borrowed(_)), "{path}");
         }
     }

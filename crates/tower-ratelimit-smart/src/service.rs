@@ -125,15 +125,13 @@ fn plan(shared: &Shared, parts: &Parts) -> Plan {
         match shared.missing_key {
             MissingKey::Skip => return Plan::Pass,
             MissingKey::Reject => return Plan::Respond(headers::missing_key()),
-            MissingKey::FallbackToIp => {
-                match client.or_else(|| shared.trusted.client(parts)) {
-                    Some(client) => write_client(&mut key, client, shared.ipv6_prefix),
-                    None => {
-                        shared.telemetry.no_client_address(&shared.policy);
-                        return Plan::Respond(headers::no_client_address());
-                    }
+            MissingKey::FallbackToIp => match client.or_else(|| shared.trusted.client(parts)) {
+                Some(client) => write_client(&mut key, client, shared.ipv6_prefix),
+                None => {
+                    shared.telemetry.no_client_address(&shared.policy);
+                    return Plan::Respond(headers::no_client_address());
                 }
-            }
+            },
         }
     }
     key::seal_identity(&mut key, start);

@@ -100,7 +100,8 @@ async fn a_layer_keyed_by_ip_bounds_a_client_inventing_header_values() {
     use axum::{Router, routing::get};
     use tower_ratelimit_smart::Key;
 
-    let per_key = RateLimitConfig::builder().policy("per-key").rate("2/m").key(Key::header("x-api-key")).build().unwrap();
+    let per_key =
+        RateLimitConfig::builder().policy("per-key").rate("2/m").key(Key::header("x-api-key")).build().unwrap();
     let per_address = RateLimitConfig::builder().policy("per-address").rate("5/m").key(Key::ip()).build().unwrap();
     let app: Router = Router::new()
         .route("/api/items", get(|| async { "items" }))

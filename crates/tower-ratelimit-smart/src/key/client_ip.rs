@@ -244,7 +244,8 @@ mod tests {
         assert_eq!(t.client(&p), ip("203.0.113.9"));
         let p = parts("10.0.0.2:4000", &[("x-forwarded-for", b"\xff"), ("x-forwarded-for", b"198.51.100.8")]);
         assert_eq!(t.client(&p), ip("198.51.100.8"));
-        let p = parts("10.0.0.2:4000", &[("x-forwarded-for", b"1.1.1.1, \xff"), ("x-forwarded-for", b"a, 198.51.100.8")]);
+        let p =
+            parts("10.0.0.2:4000", &[("x-forwarded-for", b"1.1.1.1, \xff"), ("x-forwarded-for", b"a, 198.51.100.8")]);
         assert_eq!(t.client(&p), ip("198.51.100.8"));
     }
 
