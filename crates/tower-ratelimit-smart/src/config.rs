@@ -9,6 +9,7 @@ use ratelimit_core::{Algorithm, Decisions, Limit, LimitError, Rate, RateParseErr
 
 use crate::key::{ForwardedHeader, Key, TrustedProxies};
 use crate::net::{IpNet, IpNetParseError};
+use crate::path;
 use crate::telemetry::Telemetry;
 
 /// The most limits one layer may check together.
@@ -157,7 +158,9 @@ pub struct RateLimitConfig {
     pub(crate) routes: Option<Arc<PathRoutes>>,
 }
 
-/// Path prefixes to configurations, first match first.
+/// Path prefixes to configurations, first match first. Prefixes and skip
+/// paths are kept normalised (see [`crate::path::normalize`]), prefixes
+/// without their trailing slash.
 pub(crate) struct PathRoutes {
     skip_paths: Vec<String>,
     rules: Vec<(String, Arc<Shared>)>,
@@ -204,10 +207,27 @@ impl RateLimitConfig {
     }
 
     /// One configuration per path prefix: a request is checked by the
-    /// first rule whose prefix its path starts with, else by `fallback`,
-    /// else not at all; paths in `skip_paths` (exact) are never checked.
+    /// first rule whose prefix covers its path, else by `fallback`, else
+    /// not at all; paths in `skip_paths` (exact) are never checked.
     /// Give each rule its own policy name, so that all paths under one
     /// prefix share one bucket per client and different prefixes never do.
+    ///
+    /// Rules match the *normalised* path, since a proxy or server in front
+    /// may route `//auth/login`, `/auth/./login`, `/auth/x/../login` and
+    /// `/%61uth/login` to the same handler as `/auth/login`: empty segments
+    /// are collapsed, `.` and `..` resolved, and percent-encoded unreserved
+    /// characters (`A-Z a-z 0-9 - . _ ~`) decoded. Other escapes, such as
+    /// `%2F`, are not decoded (they would change the segments), and letter
+    /// case is kept. Prefixes and skip paths are normalised the same way.
+    /// A path that is already normal is matched without allocating.
+    ///
+    /// A prefix covers whole segments: `/api` covers `/api`, `/api/` and
+    /// `/api/items`, but not `/apiary`. A trailing slash in a prefix makes
+    /// no difference: `/api/` covers exactly what `/api` covers, `/api`
+    /// itself included, because servers commonly answer `/api` and `/api/`
+    /// alike and a limit should not hinge on the slash. `/` covers every
+    /// path. Skip paths match exactly, trailing slash included: a skip
+    /// is an exemption, so it stays as narrow as written.
     ///
     /// ```
     /// use tower_ratelimit_smart::RateLimitConfig;
@@ -234,9 +254,17 @@ impl RateLimitConfig {
                 return Err(ConfigError::PathPrefix(prefix.clone()));
             }
         }
+        let rules: Vec<(String, Arc<Shared>)> = rules
+            .into_iter()
+            .map(|(prefix, s)| {
+                let normal = path::normalize(&prefix);
+                (normal.strip_suffix('/').unwrap_or(&normal).to_owned(), s)
+            })
+            .collect();
+        let skip_paths = skip_paths.into_iter().map(|p| path::normalize(&p).into_owned()).collect();
         let first =
             rules.first().map(|(_, s)| Arc::clone(s)).or_else(|| fallback.clone()).ok_or(ConfigError::NoRate)?;
-        let routes = PathRoutes { skip_paths: skip_paths.into_iter().collect(), rules, fallback };
+        let routes = PathRoutes { skip_paths, rules, fallback };
         Ok(RateLimitConfig { shared: first, routes: Some(Arc::new(routes)) })
     }
 
@@ -264,13 +292,14 @@ impl RateLimitConfig {
     /// The configuration that checks a request for `path`, if any.
     pub(crate) fn select(&self, path: &str) -> Option<&Arc<Shared>> {
         let Some(routes) = &self.routes else { return Some(&self.shared) };
-        if routes.skip_paths.iter().any(|p| p == path) {
+        let normal = path::normalize(path);
+        if routes.skip_paths.iter().any(|p| *p == normal) {
             return None;
         }
         routes
             .rules
             .iter()
-            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .find(|(prefix, _)| path::covers(prefix, &normal))
             .map(|(_, s)| s)
             .or(routes.fallback.as_ref())
     }
@@ -659,6 +688,10 @@ mod tests {
         assert!(err(RateLimitConfig::builder().rate("1/s").policy("a b")).contains("policy"));
         assert!(err(RateLimitConfig::builder().rate("1/s").allow_ips(["10.0.0.0/99"])).contains("allow_ips"));
         assert!(err(RateLimitConfig::builder().rate("1/s").trusted_proxies(["proxy"])).contains("trusted_proxies"));
+        let mapped = err(RateLimitConfig::builder().rate("1/s").trusted_proxies(["10.0.0.1", "::ffff:10.0.0.0/8"]));
+        assert!(mapped.contains("trusted_proxies") && mapped.contains("\"::ffff:10.0.0.0/8\""), "{mapped}");
+        let mapped = err(RateLimitConfig::builder().rate("1/s").allow_ips(["::ffff:10.0.0.0/8"]));
+        assert!(mapped.contains("allow_ips") && mapped.contains("\"::ffff:10.0.0.0/8\""), "{mapped}");
         assert!(err(RateLimitConfig::builder().rate("1/s").ipv6_prefix(0)).contains("ipv6_prefix"));
         assert!(err(RateLimitConfig::builder().rate("1/s").burst(0)).contains("burst"));
         assert!(err(RateLimitConfig::builder().rate("1/s").key_prefix("a{b}")).contains("key_prefix"));
@@ -694,5 +727,72 @@ mod tests {
         let named = RateLimitConfig::builder().policy("login").rate("5/m").build().unwrap();
         assert_eq!(named.shared.limits[0].id, "login");
         assert_eq!(named.shared.limits[0].key_head, "rl:login/5/m:fixed_window:{", "the key names the rate");
+    }
+
+    #[test]
+    fn path_rules_match_the_normalised_path_by_whole_segments() {
+        let named = |name: &str| RateLimitConfig::builder().policy(name).rate("1/m").build().unwrap();
+        let config = RateLimitConfig::by_path_prefix(
+            [
+                ("/auth/login".to_owned(), named("login")),
+                ("/api".to_owned(), named("api")),
+                ("/v2/".to_owned(), named("v2")),
+                ("/files/a%2fb".to_owned(), named("files")),
+            ],
+            Some(named("site")),
+            ["/health".to_owned()],
+        )
+        .unwrap();
+        let policy = |path: &str| config.select(path).map(|s| s.policy.as_str());
+        for path in [
+            "/auth/login",
+            "//auth/login",
+            "/auth//login",
+            "/auth/login//",
+            "/auth/./login",
+            "/./auth/login",
+            "/auth/x/../login",
+            "/auth/x/y/../../login",
+            "/../auth/login",
+            "/x/../../auth/login",
+            "/%61uth/login",
+            "/%61%75%74%68/%6C%6f%67%69%6e",
+            "/auth/login/",
+            "/auth/login/.",
+            "/auth/login/x",
+            "/auth/login/%2e%2e/login",
+        ] {
+            assert_eq!(policy(path), Some("login"), "{path}");
+        }
+        for path in ["/api", "/api/", "/api/items", "/api/items/", "//api/items", "/apiary/../api/x"] {
+            assert_eq!(policy(path), Some("api"), "{path}");
+        }
+        for path in ["/v2", "/v2/", "/v2/x", "/%76%32"] {
+            assert_eq!(policy(path), Some("v2"), "{path}");
+        }
+        for path in ["/files/a%2Fb", "/files/a%2fb/c"] {
+            assert_eq!(policy(path), Some("files"), "{path}");
+        }
+        for path in [
+            "/",
+            "/apiary",
+            "/api2",
+            "/auth/loginx",
+            "/auth/login%2Fx",
+            "/auth/log%69n.json",
+            "/v2x",
+            "/API",
+            "/auth/login/..",
+            "/files/a/b",
+            "/health/",
+            "/health/x",
+            "/%",
+            "/%zz/api",
+        ] {
+            assert_eq!(policy(path), Some("site"), "{path}");
+        }
+        for path in ["/health", "//health", "/x/../health", "/%68ealth", "/./health"] {
+            assert_eq!(policy(path), None, "{path} is skipped");
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! [`RateLimitLayer::from_settings`]: the site-wide layer of a settings
 //! file's `[middleware]` section.
 
+use std::fmt::Write;
+
 use ratelimit_core::settings::{FailureMode, MiddlewareSettings, StoreRegistry, build_store};
 use ratelimit_core::{Rate, Settings, SettingsError, SharedStore};
 
-use crate::{ConfigError, FailurePolicy, Key, Mode, RateLimitConfig, RateLimitLayer};
+use crate::{ConfigError, FailurePolicy, IpNet, Key, Mode, RateLimitConfig, RateLimitLayer};
 
 const SOURCE: &str = "settings";
 
@@ -12,7 +14,9 @@ impl RateLimitLayer {
     /// Builds the stores the settings describe and one layer applying the
     /// `[middleware]` rules: each `rate_limits` prefix is a policy of its
     /// own (all paths under it share one bucket per client), `default_rate`
-    /// covers the other paths, `skip_paths` are never limited.
+    /// covers the other paths, `skip_paths` are never limited. Paths are
+    /// matched normalised and by whole segments, as
+    /// [`RateLimitConfig::by_path_prefix`] describes.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,14 +39,16 @@ impl RateLimitLayer {
 fn middleware_config(settings: &Settings, store: &SharedStore) -> Result<RateLimitConfig, SettingsError> {
     let middleware = &settings.middleware;
     let mut rules = Vec::with_capacity(middleware.rate_limits.len());
-    let mut names = std::collections::HashSet::new();
-    for (i, (prefix, rate)) in middleware.rate_limits.iter().enumerate() {
+    let mut names = std::collections::HashMap::new();
+    for (prefix, rate) in &middleware.rate_limits {
         let field = format!("middleware.rate_limits.{prefix:?}");
-        let mut name = policy_name(prefix);
-        if !names.insert(name.clone()) {
-            // Prefixes that differ only in replaced characters stay apart.
-            name.truncate(58);
-            name.push_str(&format!("_{i}"));
+        let name = policy_name(prefix);
+        // Names that fit are distinct by construction; a long one ends in a
+        // hash of its prefix, and two such hashes meeting is refused rather
+        // than letting two prefixes share their buckets.
+        if let Some(other) = names.insert(name.clone(), prefix) {
+            let message = format!("{prefix:?} and {other:?} would share the policy name {name:?}; rename one");
+            return Err(SettingsError::new(SOURCE, &field, message));
         }
         rules.push((prefix.clone(), rule(settings, store, &name, *rate, &field)?));
     }
@@ -81,7 +87,15 @@ fn rule(
         })
         .build()
         .map_err(|e| match e {
-            ConfigError::Network { .. } => SettingsError::new(SOURCE, "middleware.trusted_proxies", e.to_string()),
+            ConfigError::Network { source, .. } => {
+                // Name the entry, not just the list: the message quotes it too.
+                let at = middleware.trusted_proxies.iter().position(|p| p.parse::<IpNet>().is_err());
+                let field = match at {
+                    Some(i) => format!("middleware.trusted_proxies[{i}]"),
+                    None => "middleware.trusted_proxies".to_owned(),
+                };
+                SettingsError::new(SOURCE, &field, source.to_string())
+            }
             other => SettingsError::new(SOURCE, field, other.to_string()),
         })
 }
@@ -98,17 +112,46 @@ fn key(name: &str) -> Key {
     }
 }
 
-/// A policy name for a prefix: its letters, digits, `-`, `_` and `.`
-/// kept, everything else `_`, e.g. `/auth/login` gives `path_auth_login`.
+/// The longest policy name the builder accepts.
+const MAX_NAME: usize = 64;
+
+/// A policy name for a prefix, distinct for distinct prefixes, made from
+/// the characters policy names allow (`A-Z a-z 0-9 - _ .`): `path`, then
+/// the prefix with letters, digits and `-` kept, `/` written `_`, and every
+/// other byte written `.` and two hex digits. `/auth/login` gives
+/// `path_auth_login`, `/a_b` gives `path_a.5Fb`. Since `_` and `.XX` each
+/// stand for one thing only, two prefixes can never give one name, and a
+/// prefix's name does not depend on the other rules or their order (so
+/// its counters survive edits to the rest of the file).
+///
+/// A name longer than 64 characters is cut and ends in `..` and 16 hex
+/// digits of a hash of the whole prefix; `..` never occurs in the names
+/// above (a `.` is always followed by a hex digit), so the two forms never
+/// meet, and the caller refuses two long prefixes whose names still do.
 fn policy_name(prefix: &str) -> String {
-    let cleaned: String = prefix
-        .trim_matches('/')
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
-        .collect();
-    let mut name = format!("path_{cleaned}");
-    name.truncate(64);
+    let mut name = String::from("path");
+    for byte in prefix.bytes() {
+        match byte {
+            b'/' => name.push('_'),
+            b if b.is_ascii_alphanumeric() || b == b'-' => name.push(char::from(b)),
+            b => {
+                let _ = write!(name, ".{b:02X}");
+            }
+        }
+    }
+    if name.len() > MAX_NAME {
+        let hash = format!("..{:016x}", fnv1a(prefix.as_bytes()));
+        // Every character written above is ASCII, so any cut is a char boundary.
+        name.truncate(MAX_NAME - hash.len());
+        name.push_str(&hash);
+    }
     name
+}
+
+/// FNV-1a, 64 bits: small and the same in every version and on every
+/// server, which a policy name (part of every store key) needs.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]
@@ -118,9 +161,63 @@ mod tests {
     #[test]
     fn prefixes_become_valid_policy_names() {
         assert_eq!(policy_name("/auth/login"), "path_auth_login");
-        assert_eq!(policy_name("/api/"), "path_api");
+        assert_eq!(policy_name("/api/"), "path_api_");
+        assert_eq!(policy_name("/api"), "path_api");
         assert_eq!(policy_name("/"), "path_");
-        assert_eq!(policy_name(&format!("/{}", "é".repeat(80))).len(), 64);
+        assert_eq!(policy_name("/a_b"), "path_a.5Fb");
+        assert_eq!(policy_name("/a.b/é"), "path_a.2Eb_.C3.A9");
+        let long = policy_name(&format!("/{}", "é".repeat(80)));
+        assert_eq!(long.len(), 64);
+        assert!(long.contains(".."), "{long}");
+        for name in [long, policy_name("/a b"), policy_name(&"/x".repeat(40))] {
+            let valid = name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            assert!(valid && name.len() <= 64, "{name}");
+        }
+    }
+
+    fn settings(text: &str) -> Settings {
+        Settings::from_toml(text, "limits.toml", Vec::new()).unwrap()
+    }
+
+    fn store() -> SharedStore {
+        SharedStore::new(ratelimit_core::MemoryStore::new())
+    }
+
+    #[test]
+    fn a_mapped_block_shorter_than_the_mapping_names_its_entry() {
+        let text = "[middleware]\ndefault_rate = \"1/m\"\ntrusted_proxies = [\"10.0.0.1\", \"::ffff:10.0.0.0/8\"]";
+        let error = middleware_config(&settings(text), &store()).unwrap_err().to_string();
+        assert!(error.contains("middleware.trusted_proxies[1]"), "{error}");
+        assert!(error.contains("\"::ffff:10.0.0.0/8\"") && error.contains("/96"), "{error}");
+        let text = "[middleware]\ndefault_rate = \"1/m\"\ntrusted_proxies = [\"::ffff:10.0.0.0/104\"]";
+        assert!(middleware_config(&settings(text), &store()).is_ok());
+    }
+
+    #[test]
+    fn prefixes_never_share_a_policy() {
+        let long = "x".repeat(90);
+        let prefixes =
+            ["/a/b/c", "/a/b", "/a_b", "/a_b_1", "/a_b_2", "/a.b", "/a-b", "/a b", "/a%2Fb", "/A/B"].map(str::to_owned);
+        let prefixes: Vec<String> =
+            prefixes.into_iter().chain([format!("/{long}/1"), format!("/{long}/2"), format!("/{long}_1")]).collect();
+        let mut text = String::from("[middleware]\n[middleware.rate_limits]\n");
+        for prefix in &prefixes {
+            text.push_str(&format!("{prefix:?} = \"1/m\"\n"));
+        }
+        let config = middleware_config(&settings(&text), &store()).unwrap();
+        let mut seen = std::collections::HashMap::new();
+        for prefix in &prefixes {
+            let shared = config.select(prefix).unwrap();
+            let name = shared.policy.clone();
+            assert!(name.len() <= 64, "{name}");
+            let head = shared.limits[0].key_head.clone();
+            if let Some(other) = seen.insert(head.clone(), prefix.clone()) {
+                panic!("{prefix:?} and {other:?} share the bucket {head}");
+            }
+        }
+        // The names do not depend on the other rules or their order.
+        let alone = middleware_config(&settings("[middleware.rate_limits]\n\"/a_b_1\" = \"1/m\""), &store()).unwrap();
+        assert_eq!(alone.select("/a_b_1").unwrap().policy, config.select("/a_b_1").unwrap().policy);
     }
 
     /// Settings built in code skip the file's validation; the layer's

@@ -39,6 +39,7 @@ pub mod headers;
 mod key;
 mod layer;
 mod net;
+mod path;
 mod service;
 mod telemetry;
 

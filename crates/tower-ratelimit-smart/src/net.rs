@@ -12,19 +12,41 @@ pub struct IpNet {
     prefix: u8,
 }
 
-/// A network that could not be parsed.
+/// A network that could not be parsed; the message quotes the entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid IP network {0:?}: expected an address (\"192.0.2.7\", \"::1\") or a CIDR block (\"10.0.0.0/8\", \"2001:db8::/32\")"
-)]
-pub struct IpNetParseError(String);
+#[error("invalid IP network {input:?}: {reason}")]
+pub struct IpNetParseError {
+    input: String,
+    reason: &'static str,
+}
+
+const EXPECTED: &str =
+    "expected an address (\"192.0.2.7\", \"::1\") or a CIDR block (\"10.0.0.0/8\", \"2001:db8::/32\")";
+const MAPPED_TOO_SHORT: &str = "an IPv4-mapped block needs a prefix of at least /96, the length of the \
+     ::ffff:0:0/96 mapping; ::ffff:10.0.0.0/104 means 10.0.0.0/8 (or write the IPv4 block itself)";
 
 impl IpNet {
-    /// The block of `prefix` leading bits of `addr`; the prefix is clamped to the address size.
+    /// The block of `prefix` leading bits of `addr`; the prefix is clamped
+    /// to the address size.
+    ///
+    /// An IPv4-mapped address (`::ffff:10.0.0.0`) takes an IPv6 prefix:
+    /// 96 or more makes the IPv4 block of `prefix - 96` bits (104 gives
+    /// `10.0.0.0/8`). A shorter prefix is kept as an IPv6 block, which
+    /// never contains an IPv4 client (clients arriving as mapped addresses
+    /// are IPv4 clients), so it cannot silently cover all of IPv4.
     pub fn new(addr: IpAddr, prefix: u8) -> Self {
-        let addr = normalize(addr);
         let prefix = prefix.min(bits(addr));
-        Self { addr: mask(addr, prefix), prefix }
+        match addr {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) if prefix >= MAPPED_PREFIX => {
+                    let addr = IpAddr::V4(v4);
+                    let prefix = prefix - MAPPED_PREFIX;
+                    Self { addr: mask(addr, prefix), prefix }
+                }
+                _ => Self { addr: mask(addr, prefix), prefix },
+            },
+            IpAddr::V4(_) => Self { addr: mask(addr, prefix), prefix },
+        }
     }
 
     /// Whether `ip` lies in this block.
@@ -34,25 +56,31 @@ impl IpNet {
     }
 }
 
+/// The length of the `::ffff:0:0/96` prefix of IPv4-mapped addresses.
+const MAPPED_PREFIX: u8 = 96;
+
 impl FromStr for IpNet {
     type Err = IpNetParseError;
 
+    /// Parses `addr` or `addr/prefix`. The prefix counts the bits of the
+    /// address as written, so an IPv4-mapped block must be at least /96:
+    /// `::ffff:10.0.0.0/8` is an error, not "all of IPv4".
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || IpNetParseError(s.to_owned());
+        let err = |reason| IpNetParseError { input: s.to_owned(), reason };
         let (addr, prefix) = match s.trim().split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix.parse::<u8>().map_err(|_| err())?)),
+            Some((addr, prefix)) => (addr, Some(prefix.parse::<u8>().map_err(|_| err(EXPECTED))?)),
             None => (s.trim(), None),
         };
-        let addr: IpAddr = addr.parse().map_err(|_| err())?;
-        let max = bits(normalize(addr));
+        let addr: IpAddr = addr.parse().map_err(|_| err(EXPECTED))?;
         let prefix = match prefix {
-            Some(p) if p > max && !matches!(addr, IpAddr::V6(_)) => return Err(err()),
-            Some(p) if p > 128 => return Err(err()),
-            // An IPv4-mapped IPv6 block keeps its meaning as an IPv4 block.
-            Some(p) if addr.is_ipv6() && max == 32 => p.saturating_sub(96),
+            Some(p) if p > bits(addr) => return Err(err(EXPECTED)),
             Some(p) => p,
-            None => max,
+            None => bits(addr),
         };
+        let mapped = matches!(addr, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some());
+        if mapped && prefix < MAPPED_PREFIX {
+            return Err(err(MAPPED_TOO_SHORT));
+        }
         Ok(Self::new(addr, prefix))
     }
 }
@@ -115,5 +143,31 @@ mod tests {
             let err = bad.parse::<IpNet>().unwrap_err();
             assert!(err.to_string().contains(&format!("{bad:?}")));
         }
+    }
+
+    #[test]
+    fn mapped_blocks_keep_their_ipv4_meaning() {
+        let net: IpNet = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(net, "10.0.0.0/8".parse().unwrap());
+        assert!(net.contains(ip("10.200.3.4")) && net.contains(ip("::ffff:10.1.1.1")));
+        assert!(!net.contains(ip("11.0.0.1")) && !net.contains(ip("8.8.8.8")));
+        let one: IpNet = "::ffff:192.0.2.7".parse().unwrap();
+        assert!(one.contains(ip("192.0.2.7")) && !one.contains(ip("192.0.2.8")));
+        assert_eq!("::ffff:192.0.2.0/120".parse::<IpNet>().unwrap(), "192.0.2.0/24".parse().unwrap());
+        // All of IPv4, but only when asked for in so many words.
+        assert_eq!("::ffff:0.0.0.0/96".parse::<IpNet>().unwrap(), "0.0.0.0/0".parse().unwrap());
+    }
+
+    #[test]
+    fn mapped_blocks_shorter_than_the_mapping_are_refused() {
+        for bad in ["::ffff:10.0.0.0/8", "::ffff:10.0.0.0/0", "::ffff:10.0.0.0/95", "::ffff:0:0/80"] {
+            let err = bad.parse::<IpNet>().unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")) && err.contains("/96"), "{err}");
+        }
+        // A plain IPv6 block never covers IPv4 clients, however short.
+        let all_v6: IpNet = "::/0".parse().unwrap();
+        assert!(all_v6.contains(ip("2001:db8::1")) && !all_v6.contains(ip("10.0.0.1")));
+        assert!(!IpNet::new(ip("::ffff:10.0.0.0"), 8).contains(ip("10.0.0.1")));
+        assert!(IpNet::new(ip("::ffff:10.0.0.0"), 104).contains(ip("10.9.9.9")));
     }
 }

@@ -1,6 +1,5 @@
 //! [`RateLimit`]: the middleware service.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -14,7 +13,7 @@ use crate::body::ResponseBody;
 use crate::config::{MissingKey, RateLimitConfig, Shared};
 use crate::future::ResponseFuture;
 use crate::headers;
-use crate::key::{KeyContext, write_ip};
+use crate::key::{Client, KeyContext, write_client};
 use crate::layer::RateLimitLayer;
 
 /// Rate-limits requests to the inner service. Built by [`RateLimitLayer`].
@@ -107,8 +106,10 @@ fn plan(shared: &Shared, parts: &Parts) -> Plan {
         return Plan::Pass;
     }
     let needs_ip = shared.key.needs_client_ip() || !shared.allow.is_empty();
-    let client_ip = if needs_ip { shared.trusted.client_ip(parts) } else { None };
-    if let Some(ip) = client_ip {
+    let client = if needs_ip { shared.trusted.client(parts) } else { None };
+    // Only a known address can be allow-listed; a client a trusted proxy
+    // could not name is counted, never exempt.
+    if let Some(ip) = client.and_then(Client::ip) {
         if shared.allow.iter().any(|net| net.contains(ip)) {
             return Plan::Pass;
         }
@@ -118,22 +119,19 @@ fn plan(shared: &Shared, parts: &Parts) -> Plan {
     let mut key = String::with_capacity(first.key_head.len() + 40);
     key.push_str(&first.key_head);
     let start = key.len();
-    let cx = KeyContext { parts, client_ip, ipv6_prefix: shared.ipv6_prefix };
+    let cx = KeyContext { parts, client, ipv6_prefix: shared.ipv6_prefix };
     if !shared.key.write_identity(&cx, &mut key) {
         key.truncate(start);
         match shared.missing_key {
             MissingKey::Skip => return Plan::Pass,
             MissingKey::Reject => return Plan::Respond(headers::missing_key()),
-            MissingKey::FallbackToIp => {
-                let ip: Option<IpAddr> = client_ip.or_else(|| shared.trusted.client_ip(parts));
-                match ip {
-                    Some(ip) => write_ip(&mut key, ip, shared.ipv6_prefix),
-                    None => {
-                        shared.telemetry.no_client_address(&shared.policy);
-                        return Plan::Respond(headers::no_client_address());
-                    }
+            MissingKey::FallbackToIp => match client.or_else(|| shared.trusted.client(parts)) {
+                Some(client) => write_client(&mut key, client, shared.ipv6_prefix),
+                None => {
+                    shared.telemetry.no_client_address(&shared.policy);
+                    return Plan::Respond(headers::no_client_address());
                 }
-            }
+            },
         }
     }
     key::seal_identity(&mut key, start);

@@ -75,13 +75,16 @@ pub struct MiddlewareSettings {
     pub key: String,
     /// Answer 429 when over the limit; `false` only reports (shadow mode).
     pub block: bool,
-    /// Paths never limited (exact match).
+    /// Paths never limited (exact match on the normalised path: `//`
+    /// collapsed, `.` and `..` resolved, unreserved escapes decoded).
     pub skip_paths: Vec<String>,
     /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is
     /// believed for the `ip` key; without any, the connection's peer counts.
     pub trusted_proxies: Vec<String>,
-    /// Path prefix to rate; the first matching prefix, in file order, applies,
-    /// and all paths under it share one bucket per client.
+    /// Path prefix to rate; the first prefix, in file order, that covers
+    /// the normalised path by whole segments applies (`/api` and `/api/`
+    /// both cover `/api` and `/api/items`, not `/apiary`), and all paths
+    /// under it share one bucket per client.
     pub rate_limits: IndexMap<String, Rate>,
 }
 

@@ -14,7 +14,7 @@ use http::HeaderName;
 use http::request::Parts;
 
 pub use client_ip::ForwardedHeader;
-pub(crate) use client_ip::TrustedProxies;
+pub(crate) use client_ip::{Client, TrustedProxies};
 
 use crate::net::mask;
 
@@ -61,7 +61,7 @@ enum Kind {
 /// Per-request facts a key may need, resolved once.
 pub(crate) struct KeyContext<'a> {
     pub(crate) parts: &'a Parts,
-    pub(crate) client_ip: Option<IpAddr>,
+    pub(crate) client: Option<Client>,
     pub(crate) ipv6_prefix: u8,
 }
 
@@ -146,9 +146,9 @@ impl Key {
     /// Writes the tagged identity into `out`; false when the request lacks it.
     pub(crate) fn write_identity(&self, cx: &KeyContext<'_>, out: &mut String) -> bool {
         match &self.0 {
-            Kind::Ip => match cx.client_ip {
-                Some(ip) => {
-                    write_ip(out, ip, cx.ipv6_prefix);
+            Kind::Ip => match cx.client {
+                Some(client) => {
+                    write_client(out, client, cx.ipv6_prefix);
                     true
                 }
                 None => false,
@@ -225,7 +225,17 @@ impl Key {
     }
 }
 
-pub(crate) fn write_ip(out: &mut String, ip: IpAddr, ipv6_prefix: u8) {
+/// `ip:` and the address, or for a client whose address a trusted proxy
+/// did not know, `ip-unknown:` and that proxy's full address: a bucket of
+/// its own that no address identity can equal (see [`Client::Unknown`]).
+pub(crate) fn write_client(out: &mut String, client: Client, ipv6_prefix: u8) {
+    let ip = match client {
+        Client::Ip(ip) => ip,
+        Client::Unknown { via } => {
+            let _ = write!(out, "ip-unknown:{via}");
+            return;
+        }
+    };
     out.push_str("ip:");
     match ip {
         IpAddr::V4(v4) => {
@@ -273,7 +283,8 @@ mod tests {
 
     fn identity(key: &Key, request: http::Request<()>, ip: Option<&str>, prefix: u8) -> Option<String> {
         let (parts, ()) = request.into_parts();
-        let cx = KeyContext { parts: &parts, client_ip: ip.map(|s| s.parse().unwrap()), ipv6_prefix: prefix };
+        let client = ip.map(|s| Client::Ip(s.parse().unwrap()));
+        let cx = KeyContext { parts: &parts, client, ipv6_prefix: prefix };
         let mut out = String::new();
         key.write_identity(&cx, &mut out).then_some(out)
     }
@@ -293,6 +304,20 @@ mod tests {
         assert_ne!(a, identity(&Key::ip(), get(), Some("2001:db8:1:2:bbbb::9"), 128).unwrap());
         assert_eq!(identity(&Key::ip(), get(), Some("192.0.2.10"), 64).unwrap(), "ip:192.0.2.10");
         assert_eq!(identity(&Key::ip(), get(), None, 64), None);
+    }
+
+    #[test]
+    fn unknown_clients_are_counted_per_proxy_apart_from_any_address() {
+        let (parts, ()) = get().into_parts();
+        let unknown = |via: &str| {
+            let client = Some(Client::Unknown { via: via.parse().unwrap() });
+            let mut out = String::new();
+            assert!(Key::ip().write_identity(&KeyContext { parts: &parts, client, ipv6_prefix: 64 }, &mut out));
+            out
+        };
+        assert_eq!(unknown("10.0.0.2"), "ip-unknown:10.0.0.2");
+        assert_eq!(unknown("2001:db8::1:2"), "ip-unknown:2001:db8::1:2", "the proxy, not its /64");
+        assert_ne!(unknown("10.0.0.2"), identity(&Key::ip(), get(), Some("10.0.0.2"), 64).unwrap());
     }
 
     #[test]
