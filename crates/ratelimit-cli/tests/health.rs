@@ -118,3 +118,30 @@ config = {{ url = "{postgres}", table_prefix = "cli_health_", migrate = false }}
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["stores"][1]["details"]["engine"], "postgres");
 }
+
+/// A variable that is not UTF-8 elsewhere in the environment changes
+/// nothing; a `RATELIMIT_*` one is an error that names it.
+#[test]
+fn a_non_utf8_environment_is_no_crash() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("limits.toml");
+    std::fs::write(&path, "backend = \"memory\"").unwrap();
+    let run = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ratelimit"))
+            .args(["health", "--json", "--config"])
+            .arg(&path)
+            .env_remove("RATELIMIT_BACKEND")
+            .env(name, OsString::from_vec(vec![b'x', 0xff]))
+            .output()
+            .unwrap()
+    };
+    let elsewhere = run("SOME_OTHER_VARIABLE");
+    assert_eq!(elsewhere.status.code(), Some(0), "{}", String::from_utf8_lossy(&elsewhere.stdout));
+    let ours = run("RATELIMIT_BACKEND");
+    assert_eq!(ours.status.code(), Some(2));
+    let report = String::from_utf8_lossy(&ours.stdout);
+    assert!(report.contains("RATELIMIT_BACKEND") && report.contains("UTF-8"), "{report}");
+}

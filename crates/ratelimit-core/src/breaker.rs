@@ -57,17 +57,33 @@ impl BreakerConfig {
         if self.recovery_timeout.is_zero() {
             return bad("recovery_timeout", "must be above 0");
         }
-        if !(self.backoff_multiplier >= 1.0 && self.backoff_multiplier.is_finite()) {
-            return bad("backoff_multiplier", "must be a number of at least 1");
+        if !(1.0..=MAX_BACKOFF_MULTIPLIER).contains(&self.backoff_multiplier) {
+            return bad("backoff_multiplier", "must be a number from 1 to 100");
         }
         if self.max_recovery_timeout < self.recovery_timeout {
             return bad("max_recovery_timeout", "must not be below recovery_timeout");
+        }
+        if self.max_recovery_timeout > MAX_RECOVERY_TIMEOUT {
+            return bad("max_recovery_timeout", "must be at most 86400 seconds (a day)");
         }
         if self.half_open_max_calls == 0 {
             return bad("half_open_max_calls", "must be at least 1");
         }
         Ok(())
     }
+}
+
+/// The largest `backoff_multiplier` accepted.
+const MAX_BACKOFF_MULTIPLIER: f64 = 100.0;
+/// The largest `max_recovery_timeout` accepted.
+const MAX_RECOVERY_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// The next open period: `open_for × multiplier`, capped at `max`. Computed
+/// in floating point and compared before converting, since
+/// `Duration::mul_f64` panics on a product it cannot hold.
+fn backed_off(open_for: Duration, multiplier: f64, max: Duration) -> Duration {
+    let seconds = open_for.as_secs_f64() * multiplier;
+    if !seconds.is_finite() || seconds >= max.as_secs_f64() { max } else { Duration::from_secs_f64(seconds.max(0.0)) }
 }
 
 /// Where the breaker stands.
@@ -255,8 +271,7 @@ impl<S: Store, C: Clock> CircuitBreaker<S, C> {
             (BreakerState::HalfOpen, true) => {
                 b.failures += 1;
                 b.opened_at = now;
-                let longer = b.open_for.mul_f64(self.config.backoff_multiplier);
-                b.open_for = longer.min(self.config.max_recovery_timeout);
+                b.open_for = backed_off(b.open_for, self.config.backoff_multiplier, self.config.max_recovery_timeout);
                 self.set_state(&mut b, BreakerState::Open);
             }
             // A call admitted before the breaker opened finishes late.
@@ -361,6 +376,16 @@ mod tests {
 
     use super::*;
     use crate::{Algorithm, FakeClock, Limit, MemoryStore};
+
+    /// Extreme products saturate at the cap instead of panicking.
+    #[test]
+    fn the_backoff_saturates() {
+        let max = Duration::from_secs(600);
+        assert_eq!(backed_off(Duration::from_secs(30), 1e18, max), max);
+        assert_eq!(backed_off(Duration::MAX, 100.0, max), max);
+        assert_eq!(backed_off(Duration::from_secs(30), f64::INFINITY, max), max);
+        assert_eq!(backed_off(Duration::from_secs(30), 2.0, max), Duration::from_secs(60));
+    }
 
     /// A memory store whose backend can be made to fail, counting the calls
     /// that reach it.
@@ -540,6 +565,11 @@ mod tests {
         for (config, field) in [
             (BreakerConfig { failure_threshold: 0, ..config() }, "failure_threshold"),
             (BreakerConfig { backoff_multiplier: 0.5, ..config() }, "backoff_multiplier"),
+            (BreakerConfig { backoff_multiplier: 1e18, ..config() }, "backoff_multiplier"),
+            (
+                BreakerConfig { max_recovery_timeout: Duration::from_secs(u64::MAX / 2), ..config() },
+                "max_recovery_timeout",
+            ),
             (BreakerConfig { max_recovery_timeout: Duration::from_secs(1), ..config() }, "max_recovery_timeout"),
             (BreakerConfig { half_open_max_calls: 0, ..config() }, "half_open_max_calls"),
         ] {

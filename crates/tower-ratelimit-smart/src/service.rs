@@ -174,6 +174,7 @@ fn start_check(shared: Arc<Shared>, keys: Keys, cost: u64) -> BoxFuture<'static,
 /// With `FailurePolicy::Local`, a store failure is answered by the
 /// in-process store instead.
 fn or_local(shared: &Shared, checks: &[LimitCheck<'_>], cost: u64, result: Result<Decisions, StoreError>) -> Answer {
+    let result = result.and_then(|decisions| well_formed(decisions, checks.len()));
     match (result, &shared.local) {
         (Err(error), Some(local)) => {
             shared.telemetry.store_failed(&shared.policy, &error, true);
@@ -183,4 +184,14 @@ fn or_local(shared: &Shared, checks: &[LimitCheck<'_>], cost: u64, result: Resul
         }
         (result, _) => Answer { result, local: false },
     }
+}
+
+/// A store's answer with one decision per limit; any other answer (a
+/// custom store's bug) is a store failure, so the failure policy applies
+/// rather than an empty answer counting as "allowed".
+fn well_formed(decisions: Decisions, limits: usize) -> Result<Decisions, StoreError> {
+    if decisions.len() == limits {
+        return Ok(decisions);
+    }
+    Err(StoreError::backend("store", format!("the store answered {} decisions for {limits} limits", decisions.len())))
 }

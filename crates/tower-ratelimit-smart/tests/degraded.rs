@@ -134,3 +134,52 @@ async fn a_store_still_connecting_is_reported_as_connecting() {
     }
     assert_eq!(layer.health()[0].state, PolicyState::Ok);
 }
+
+/// A store that answers with the wrong number of decisions (an empty
+/// answer, or one too many).
+struct Malformed(usize);
+
+impl tower_ratelimit_smart::Store for Malformed {
+    async fn check<'a>(
+        &'a self,
+        request: ratelimit_core::CheckRequest<'a>,
+    ) -> Result<tower_ratelimit_smart::Decisions, ratelimit_core::StoreError> {
+        let one = MemoryStore::new().check(request).await?;
+        let mut decisions = tower_ratelimit_smart::Decisions::new();
+        for _ in 0..self.0 {
+            decisions.push(one.as_slice()[0].clone());
+        }
+        Ok(decisions)
+    }
+    async fn peek<'a>(
+        &'a self,
+        request: ratelimit_core::CheckRequest<'a>,
+    ) -> Result<tower_ratelimit_smart::Decisions, ratelimit_core::StoreError> {
+        self.check(request).await
+    }
+    async fn reset<'a>(&'a self, _: ratelimit_core::LimitCheck<'a>) -> Result<(), ratelimit_core::StoreError> {
+        Ok(())
+    }
+    async fn health(&self) -> Result<ratelimit_core::store::Health, ratelimit_core::StoreError> {
+        MemoryStore::new().health().await
+    }
+}
+
+/// A malformed answer is a store failure: the failure policy answers, the
+/// request is neither waved through as "allowed" nor a panic in the headers.
+#[tokio::test]
+async fn a_malformed_store_answer_is_a_store_failure() {
+    for count in [0, 2] {
+        let closed = RateLimitLayer::new(
+            RateLimitConfig::builder()
+                .rate("2/h")
+                .store(Malformed(count))
+                .failure_policy(FailurePolicy::FailClosed)
+                .build()
+                .unwrap(),
+        );
+        assert_eq!(send(&closed).await.0, StatusCode::SERVICE_UNAVAILABLE, "{count} decisions");
+        let open = RateLimitLayer::new(RateLimitConfig::builder().rate("2/h").store(Malformed(count)).build().unwrap());
+        assert_eq!(send(&open).await, (StatusCode::OK, Some("degraded".to_owned())), "{count} decisions");
+    }
+}

@@ -172,7 +172,7 @@ impl Settings {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path)
             .map_err(|e| SettingsError::new(&source, "", format!("cannot read the file: {e}")))?;
-        Self::from_toml(&text, &source, std::env::vars())
+        Self::from_toml(&text, &source, env::process_vars(&source)?)
     }
 
     /// Parses TOML `text` (named `source` in errors) and applies the
@@ -192,7 +192,7 @@ impl Settings {
 
     /// The defaults with the environment applied, for running without a file.
     pub fn from_env() -> Result<Self, SettingsError> {
-        Self::from_toml("", "environment", std::env::vars())
+        Self::from_toml("", "environment", env::process_vars("environment")?)
     }
 
     fn validate(&self, source: &str) -> Result<(), SettingsError> {
