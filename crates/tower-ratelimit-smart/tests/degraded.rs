@@ -147,7 +147,7 @@ impl tower_ratelimit_smart::Store for Malformed {
         let one = MemoryStore::new().check(request).await?;
         let mut decisions = tower_ratelimit_smart::Decisions::new();
         for _ in 0..self.0 {
-            decisions.push(one.as_slice()[0].clone());
+            decisions.push(one.as_slice()[0]);
         }
         Ok(decisions)
     }
