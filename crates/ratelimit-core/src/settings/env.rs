@@ -88,6 +88,27 @@ fn parse(field: &str, raw: &str) -> toml::Value {
     }
 }
 
+/// The `RATELIMIT_*` variables of this process. Other variables are never
+/// read, so one that is not UTF-8 cannot stop the settings from loading; a
+/// `RATELIMIT_*` one that is not UTF-8 is an error that names it.
+pub(super) fn process_vars(source: &str) -> Result<Vec<(String, String)>, SettingsError> {
+    let mut vars = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        if !name.as_encoded_bytes().starts_with(b"RATELIMIT_") {
+            continue;
+        }
+        let shown = name.to_string_lossy().into_owned();
+        let name = name.into_string().map_err(|_| {
+            SettingsError::new(source, &shown, "the environment variable's name is not valid UTF-8".to_owned())
+        })?;
+        let value = value.into_string().map_err(|_| {
+            SettingsError::new(source, &name, format!("the environment variable {name} is not valid UTF-8"))
+        })?;
+        vars.push((name, value));
+    }
+    Ok(vars)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,25 +135,4 @@ mod tests {
         assert_eq!(table["circuit_breaker"]["failure_threshold"].as_integer(), Some(3));
         assert!(!table.contains_key("app_secret"));
     }
-}
-
-/// The `RATELIMIT_*` variables of this process. Other variables are never
-/// read, so one that is not UTF-8 cannot stop the settings from loading; a
-/// `RATELIMIT_*` one that is not UTF-8 is an error that names it.
-pub(super) fn process_vars(source: &str) -> Result<Vec<(String, String)>, SettingsError> {
-    let mut vars = Vec::new();
-    for (name, value) in std::env::vars_os() {
-        if !name.as_encoded_bytes().starts_with(b"RATELIMIT_") {
-            continue;
-        }
-        let shown = name.to_string_lossy().into_owned();
-        let name = name.into_string().map_err(|_| {
-            SettingsError::new(source, &shown, "the environment variable's name is not valid UTF-8".to_owned())
-        })?;
-        let value = value.into_string().map_err(|_| {
-            SettingsError::new(source, &name, format!("the environment variable {name} is not valid UTF-8"))
-        })?;
-        vars.push((name, value));
-    }
-    Ok(vars)
 }
