@@ -150,6 +150,34 @@ async fn script_flush_and_restart_do_not_stop_decisions() {
     }
 }
 
+/// Settings for the server behind `proxy`, with a short socket timeout:
+/// for the tests about a server that does not answer in time.
+fn through(proxy: &Proxy) -> RedisSettings {
+    RedisSettings {
+        socket_timeout: Duration::from_millis(100),
+        ..RedisSettings::from_url(format!("redis://127.0.0.1:{}", proxy.port))
+    }
+}
+
+/// The script is loaded when the store connects: the first decisions of a
+/// cold store run it by its hash, never sending the whole script.
+#[tokio::test]
+async fn the_script_is_loaded_on_connect() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    server.cli(&["SCRIPT", "FLUSH"]);
+    let store = connect(&server.url()).await;
+    let limit = limit("10/s", Algorithm::TokenBucket);
+    for _ in 0..5 {
+        assert!(allowed(&store, "t:cold:{c}", &limit, 1).await.unwrap());
+    }
+    let stats = server.cli(&["INFO", "commandstats"]);
+    assert!(stats.contains("cmdstat_evalsha:calls=5,"), "{stats}");
+    assert!(!stats.contains("cmdstat_eval:"), "no decision fell back to EVAL: {stats}");
+}
+
 #[tokio::test]
 async fn a_black_holed_server_times_out_instead_of_hanging() {
     if !redis_available() {
@@ -157,11 +185,7 @@ async fn a_black_holed_server_times_out_instead_of_hanging() {
     }
     let server = Server::start(&[]);
     let proxy = Proxy::start(server.port).await;
-    let settings = RedisSettings {
-        socket_timeout: Duration::from_millis(100),
-        ..RedisSettings::from_url(format!("redis://127.0.0.1:{}", proxy.port))
-    };
-    let store = RedisStore::connect(settings).await.unwrap();
+    let store = RedisStore::connect(through(&proxy)).await.unwrap();
     let limit = limit("10/s", Algorithm::FixedWindow);
     assert!(allowed(&store, "t:hole:{c}", &limit, 1).await.unwrap());
     proxy.set(Mode::BlackHole);
@@ -192,12 +216,7 @@ async fn a_late_reply_is_not_charged_twice() {
     }
     let server = Server::start(&[]);
     let proxy = Proxy::start(server.port).await;
-    let settings = RedisSettings {
-        socket_timeout: Duration::from_millis(100),
-        retry_on_timeout: true,
-        ..RedisSettings::from_url(format!("redis://127.0.0.1:{}", proxy.port))
-    };
-    let store = RedisStore::connect(settings).await.unwrap();
+    let store = RedisStore::connect(RedisSettings { retry_on_timeout: true, ..through(&proxy) }).await.unwrap();
     let direct = connect(&server.url()).await;
     for algorithm in Algorithm::ALL {
         let limit = limit("10/h", algorithm);

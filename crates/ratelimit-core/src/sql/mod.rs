@@ -387,18 +387,28 @@ fn connect_error(engine: Engine, url: &str, error: &sqlx::Error) -> StoreError {
     StoreError::Config(format!("database.url: cannot connect to {target}: {cause} ({error})"))
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password, for messages (the connection error is
+/// logged by every failed background attempt): the user-info password and
+/// a `password=` query parameter, which PostgreSQL and MySQL URLs accept.
 fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
+    let mut shown = match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_owned(),
+        },
         _ => url.to_owned(),
+    };
+    if let Some(query) = shown.find('?') {
+        let masked: Vec<String> = shown[query + 1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown = format!("{}?{}", &shown[..query], masked.join("&"));
     }
+    shown
 }
 
 /// A deadlock or serialisation failure: the database rolled the
@@ -477,5 +487,21 @@ impl Store for SqlStore {
             ("pool_max".to_owned(), self.inner.settings.max_connections.to_string()),
         ];
         Ok(Health { store: self.inner.engine.as_str(), latency, details })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_masked_in_both_url_forms() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(
+            redact("postgres://db/x?user=app&password=s3cret&sslmode=require"),
+            "postgres://db/x?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(redact("mysql://root@db/test"), "mysql://root@db/test");
+        assert_eq!(redact("sqlite::memory:"), "sqlite::memory:");
     }
 }
