@@ -141,9 +141,11 @@ impl SqlStore {
     pub async fn connect(settings: SqlSettings) -> Result<Self, StoreError> {
         let engine = settings.validate().map_err(StoreError::Config)?;
         let bound = settings.connect_timeout;
+        // sqlx retries a refused connection until its acquire timeout, which
+        // is this same bound: whichever fires first, the cause is the same.
         let db = tokio::time::timeout(bound, Db::connect(engine, &settings))
             .await
-            .map_err(|_| StoreError::Timeout { store: engine.as_str(), after: bound })?
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
             .map_err(|e| connect_error(engine, &settings.url, &e))?;
         let store = Self {
             inner: Arc::new(Inner {
