@@ -42,6 +42,7 @@ pub mod multi;
 mod rate;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod secret;
 mod serde_seconds;
 pub mod settings;
 #[cfg(feature = "sql")]
@@ -61,6 +62,7 @@ pub use error::{ACCEPTED_RATE_FORMS, AlgorithmParseError, LimitError, RateParseE
 pub use memory::MemoryStore;
 pub use multi::{MultiStore, MultiStoreConfig, Strategy};
 pub use rate::{MAX_LIMIT, MAX_PERIOD, Rate};
+pub use secret::{Secret, SecretUrl};
 pub use settings::{Settings, SettingsError};
 pub use store::{
     BoxFuture, CheckRequest, CounterAdapter, CounterStore, DynStore, Health, LimitCheck, SharedStore, Store,

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use ratelimit_core::multi::Strategy;
 use ratelimit_core::settings::{FailureMode, StoreRegistry, build_store};
-use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, MemoryStore, Settings, SharedStore, Store};
+use ratelimit_core::{
+    Algorithm, CheckRequest, Limit, LimitCheck, MemoryStore, SecretUrl, Settings, SharedStore, Store,
+};
 
 const FULL: &str = r#"
 backend = "redis"
@@ -97,8 +99,8 @@ fn environment_variables_override_the_file() {
     ];
     let s = Settings::from_toml(FULL, "limits.toml", env).unwrap();
     assert_eq!(s.backend, "database");
-    assert_eq!(s.database.url, "sqlite::memory:");
-    assert_eq!(s.redis.url.as_deref(), Some("redis://10.1.1.1:6379"));
+    assert_eq!(s.database.url.expose(), "sqlite::memory:");
+    assert_eq!(s.redis.url.as_ref().map(SecretUrl::expose), Some("redis://10.1.1.1:6379"));
     assert_eq!(s.key_prefix, "env:");
     assert_eq!(s.circuit_breaker.unwrap().failure_threshold, 9);
 }

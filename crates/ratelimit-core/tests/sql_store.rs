@@ -362,7 +362,7 @@ async fn a_database_outage_gives_errors_not_hangs_and_the_store_recovers() {
         let proxy = Proxy::start(port).await;
         let url = db.url.replacen(&format!(":{port}/"), &format!(":{}/", proxy.port), 1);
         let settings = SqlSettings {
-            url,
+            url: url.into(),
             timeout: Duration::from_millis(300),
             connect_timeout: Duration::from_millis(300),
             ..db.settings()

@@ -99,7 +99,7 @@ impl Backend {
                             &n.host,
                             n.port,
                             settings.username.as_deref(),
-                            settings.password.as_deref(),
+                            settings.password.as_ref(),
                             0,
                         )
                     })
@@ -213,11 +213,11 @@ mod sentinel {
             let urls: Vec<String> = settings
                 .sentinels
                 .iter()
-                .map(|(host, port)| node_url(host, *port, None, settings.sentinel_password.as_deref(), 0))
+                .map(|(host, port)| node_url(host, *port, None, settings.sentinel_password.as_ref(), 0))
                 .collect();
             let mut info = ::redis::RedisConnectionInfo::default().set_db(settings.db);
             if let Some(password) = &settings.password {
-                info = info.set_password(password);
+                info = info.set_password(password.expose());
             }
             if let Some(username) = &settings.username {
                 info = info.set_username(username);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Algorithm;
+use crate::{Algorithm, Secret, SecretUrl};
 
 /// A node of a Redis Cluster or a Sentinel, as `{ host, port }`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ pub struct NodeAddr {
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://[user:password@]host:port/db`; overrides host, port, db and password.
-    pub url: Option<String>,
+    pub url: Option<SecretUrl>,
     /// Standalone server host (default `127.0.0.1`).
     pub host: String,
     /// Standalone server port (default 6379).
@@ -36,7 +36,7 @@ pub struct RedisSettings {
     /// ACL user name.
     pub username: Option<String>,
     /// Password of the Redis servers.
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// The longest a decision may wait for Redis (default 0.1 s): a rate
     /// limiter sits on the request path.
     #[serde(with = "crate::serde_seconds")]
@@ -65,7 +65,7 @@ pub struct RedisSettings {
     /// The Sentinel service (master group) name.
     pub service_name: Option<String>,
     /// Password of the sentinels themselves, when they require one.
-    pub sentinel_password: Option<String>,
+    pub sentinel_password: Option<Secret>,
     /// With a `rediss://` url: a PEM file holding the CA that signed the
     /// server's certificate, instead of the system's trust store.
     pub tls_ca_cert: Option<std::path::PathBuf>,
@@ -124,7 +124,7 @@ pub enum Deployment {
 impl RedisSettings {
     /// Settings for one server at `url`.
     pub fn from_url(url: impl Into<String>) -> Self {
-        Self { url: Some(url.into()), ..Self::default() }
+        Self { url: Some(SecretUrl::new(url)), ..Self::default() }
     }
 
     /// Settings for a Cluster reached through `nodes`.
@@ -152,14 +152,16 @@ impl RedisSettings {
     /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<(), RedisSettingsError> {
         if let Some(url) = &self.url {
+            let shown = url.redacted();
+            let url = url.expose();
             if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://")) {
-                return Err(invalid("url", format!("{url:?} must start with redis:// or rediss://")));
+                return Err(invalid("url", format!("{shown:?} must start with redis:// or rediss://")));
             }
             if url.starts_with("rediss://") && !cfg!(feature = "redis-tls") {
                 return Err(invalid("url", "TLS (rediss://) needs the crate feature `redis-tls`"));
             }
         }
-        if self.tls_ca_cert.is_some() && !self.url.as_deref().is_some_and(|u| u.starts_with("rediss://")) {
+        if self.tls_ca_cert.is_some() && !self.url.as_ref().is_some_and(|u| u.expose().starts_with("rediss://")) {
             return Err(invalid("tls_ca_cert", "only applies to a rediss:// url"));
         }
         if let Some(path) = &self.tls_ca_cert {
@@ -216,14 +218,14 @@ impl RedisSettings {
 
     pub(crate) fn standalone_url(&self) -> String {
         match &self.url {
-            Some(url) => url.clone(),
-            None => node_url(&self.host, self.port, self.username.as_deref(), self.password.as_deref(), self.db),
+            Some(url) => url.expose().to_owned(),
+            None => node_url(&self.host, self.port, self.username.as_deref(), self.password.as_ref(), self.db),
         }
     }
 }
 
-pub(crate) fn node_url(host: &str, port: u16, username: Option<&str>, password: Option<&str>, db: i64) -> String {
-    let auth = match (username, password) {
+pub(crate) fn node_url(host: &str, port: u16, username: Option<&str>, password: Option<&Secret>, db: i64) -> String {
+    let auth = match (username, password.map(Secret::expose)) {
         (Some(user), Some(password)) => format!("{}:{}@", encode(user), encode(password)),
         (None, Some(password)) => format!(":{}@", encode(password)),
         (Some(user), None) => format!("{}@", encode(user)),
@@ -273,7 +275,7 @@ mod tests {
 
     #[test]
     fn passwords_are_escaped_in_urls() {
-        assert_eq!(node_url("h", 1, None, Some("p@ss:/"), 2), "redis://:p%40ss%3A%2F@h:1/2");
+        assert_eq!(node_url("h", 1, None, Some(&Secret::from("p@ss:/")), 2), "redis://:p%40ss%3A%2F@h:1/2");
         assert_eq!(node_url("::1", 1, Some("u"), None, 0), "redis://u@[::1]:1/0");
     }
 }

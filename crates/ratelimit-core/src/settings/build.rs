@@ -94,7 +94,7 @@ pub async fn build_store(
     source: &str,
 ) -> Result<BuiltStore, SettingsError> {
     if settings.backend != "multi" {
-        let section = section_of(settings, &settings.backend);
+        let section = Section::Own(settings);
         let member =
             member(settings, registry, source, &settings.backend, &settings.backend, section, &settings.backend)?;
         return Ok(BuiltStore { store: member.store.clone(), members: vec![member], strategy: None });
@@ -102,7 +102,7 @@ pub async fn build_store(
     let mut members = Vec::new();
     for (i, entry) in settings.backends.iter().enumerate() {
         let field = format!("backends[{i}]");
-        let config = toml::Value::Table(entry.config.clone());
+        let config = Section::Entry(toml::Value::Table(entry.config.clone()));
         members.push(member(settings, registry, source, &entry.name, &entry.backend, config, &field)?);
     }
     let config = MultiStoreConfig {
@@ -115,15 +115,13 @@ pub async fn build_store(
     Ok(BuiltStore { store: SharedStore::new(chain), members, strategy: Some(settings.multi_backend_strategy) })
 }
 
-/// The section a single backend reads its settings from.
-fn section_of(settings: &Settings, backend: &str) -> toml::Value {
-    let table = match backend {
-        "memory" => toml::Value::try_from(&settings.memory).ok(),
-        "redis" => toml::Value::try_from(&settings.redis).ok(),
-        "database" => toml::Value::try_from(&settings.database).ok(),
-        _ => None,
-    };
-    table.unwrap_or_else(|| toml::Value::Table(toml::Table::new()))
+/// Where a store's settings come from: the settings' own section
+/// (`[redis]`, `[database]`, `[memory]`) for the single backend, already
+/// typed, or a `[[backends]]` entry's `config`, parsed here. The typed
+/// section is used as it is: serialising it again would mask its secrets.
+enum Section<'a> {
+    Own(&'a Settings),
+    Entry(toml::Value),
 }
 
 fn member(
@@ -132,13 +130,16 @@ fn member(
     source: &str,
     name: &str,
     backend: &str,
-    config: toml::Value,
+    config: Section<'_>,
     field: &str,
 ) -> Result<Member, SettingsError> {
     let config_field = if field == backend { backend.to_owned() } else { format!("{field}.config") };
     let (store, connect_timeout) = match backend {
         "memory" => {
-            let memory: MemorySettings = parse(config, source, &config_field)?;
+            let memory = match config {
+                Section::Own(settings) => settings.memory.clone(),
+                Section::Entry(table) => parse(table, source, &config_field)?,
+            };
             (memory_store(&memory, source, &config_field)?, None)
         }
         "redis" => redis_store(config, source, &config_field)?,
@@ -148,7 +149,7 @@ fn member(
                 // A custom store takes its settings from its `[[backends]]`
                 // entry's `config`; as the single backend, from nothing.
                 let table = match config {
-                    toml::Value::Table(table) => table,
+                    Section::Entry(toml::Value::Table(table)) => table,
                     _ => toml::Table::new(),
                 };
                 let factory = factory.clone();
@@ -203,8 +204,11 @@ fn memory_store(_: &MemorySettings, source: &str, field: &str) -> Result<SharedS
 }
 
 #[cfg(feature = "redis")]
-fn redis_store(config: toml::Value, source: &str, field: &str) -> Result<Connected, SettingsError> {
-    let redis: crate::redis::RedisSettings = parse(config, source, field)?;
+fn redis_store(config: Section<'_>, source: &str, field: &str) -> Result<Connected, SettingsError> {
+    let redis: crate::redis::RedisSettings = match config {
+        Section::Own(settings) => settings.redis.clone(),
+        Section::Entry(table) => parse(table, source, field)?,
+    };
     redis.validate().map_err(|e| SettingsError::new(source, field, e.to_string()))?;
     let wait = redis.socket_connect_timeout;
     let store = background("redis", wait, move || {
@@ -215,14 +219,17 @@ fn redis_store(config: toml::Value, source: &str, field: &str) -> Result<Connect
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis_store(_: toml::Value, source: &str, field: &str) -> Result<Connected, SettingsError> {
+fn redis_store(_: Section<'_>, source: &str, field: &str) -> Result<Connected, SettingsError> {
     Err(SettingsError::new(source, field, "this build has no Redis store; enable the crate feature `redis`"))
 }
 
 #[cfg(feature = "sql")]
-fn sql_store(config: toml::Value, source: &str, field: &str) -> Result<Connected, SettingsError> {
-    let database: crate::sql::SqlSettings = parse(config, source, field)?;
-    if database.url.is_empty() {
+fn sql_store(config: Section<'_>, source: &str, field: &str) -> Result<Connected, SettingsError> {
+    let database: crate::sql::SqlSettings = match config {
+        Section::Own(settings) => settings.database.clone(),
+        Section::Entry(table) => parse(table, source, field)?,
+    };
+    if database.url.expose().is_empty() {
         return Err(SettingsError::new(source, &format!("{field}.url"), "is required for the database store"));
     }
     database.validate().map_err(|e| SettingsError::new(source, field, e))?;
@@ -235,7 +242,7 @@ fn sql_store(config: toml::Value, source: &str, field: &str) -> Result<Connected
 }
 
 #[cfg(not(feature = "sql"))]
-fn sql_store(_: toml::Value, source: &str, field: &str) -> Result<Connected, SettingsError> {
+fn sql_store(_: Section<'_>, source: &str, field: &str) -> Result<Connected, SettingsError> {
     Err(SettingsError::new(
         source,
         field,

@@ -53,16 +53,31 @@ impl Default for MemorySettings {
 }
 
 /// One store of a `backend = "multi"` chain.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSettings {
     /// A unique name, used in logs, health reports and metrics.
     pub name: String,
     /// `memory`, `redis`, `database` or a registered custom store.
     pub backend: String,
-    /// The store's settings, as its own section would hold them.
-    #[serde(default)]
+    /// The store's settings, as its own section would hold them. Printed
+    /// and serialised with passwords masked and URLs redacted.
+    #[serde(default, serialize_with = "serialize_masked")]
     pub config: toml::Table,
+}
+
+impl std::fmt::Debug for BackendSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendSettings")
+            .field("name", &self.name)
+            .field("backend", &self.backend)
+            .field("config", &crate::secret::masked_table(&self.config))
+            .finish()
+    }
+}
+
+fn serialize_masked<S: serde::Serializer>(config: &toml::Table, serializer: S) -> Result<S::Ok, S::Error> {
+    crate::secret::masked_table(config).serialize(serializer)
 }
 
 /// The `[middleware]` section: one site-wide layer built from settings.

@@ -71,7 +71,7 @@ use self::decide::Row;
 pub use self::migrate::schema_sql;
 pub use self::settings::{Durability, Engine, SqlSettings};
 use crate::store::{CheckRequest, Health, LimitCheck, Store};
-use crate::{Decisions, StoreError};
+use crate::{Decisions, SecretUrl, StoreError};
 
 /// Tries of one decision that the database aborted to break a deadlock.
 const MAX_ATTEMPTS: u32 = 5;
@@ -372,8 +372,7 @@ fn feature(engine: Engine) -> &'static str {
 }
 
 /// Says which of URL, database, credentials or server is at fault.
-fn connect_error(engine: Engine, url: &str, error: &sqlx::Error) -> StoreError {
-    let target = redact(url);
+fn connect_error(engine: Engine, target: &SecretUrl, error: &sqlx::Error) -> StoreError {
     let code = error.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned()).unwrap_or_default();
     let cause = match (engine, code.as_str()) {
         (Engine::Postgres, "3D000") | (Engine::MySql, "42000") if error.to_string().contains("database") => {
@@ -387,30 +386,6 @@ fn connect_error(engine: Engine, url: &str, error: &sqlx::Error) -> StoreError {
         },
     };
     StoreError::Config(format!("database.url: cannot connect to {target}: {cause} ({error})"))
-}
-
-/// The URL without its password, for messages (the connection error is
-/// logged by every failed background attempt): the user-info password and
-/// a `password=` query parameter, which PostgreSQL and MySQL URLs accept.
-fn redact(url: &str) -> String {
-    let mut shown = match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    };
-    if let Some(query) = shown.find('?') {
-        let masked: Vec<String> = shown[query + 1..]
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        shown = format!("{}?{}", &shown[..query], masked.join("&"));
-    }
-    shown
 }
 
 /// A deadlock or serialisation failure: the database rolled the
@@ -489,21 +464,5 @@ impl Store for SqlStore {
             ("pool_max".to_owned(), self.inner.settings.max_connections.to_string()),
         ];
         Ok(Health { store: self.inner.engine.as_str(), latency, details })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_are_masked_in_both_url_forms() {
-        assert_eq!(redact("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
-        assert_eq!(
-            redact("postgres://db/x?user=app&password=s3cret&sslmode=require"),
-            "postgres://db/x?user=app&password=***&sslmode=require"
-        );
-        assert_eq!(redact("mysql://root@db/test"), "mysql://root@db/test");
-        assert_eq!(redact("sqlite::memory:"), "sqlite::memory:");
     }
 }

@@ -111,7 +111,7 @@ pub(super) struct Db {
 
 impl Db {
     pub(super) async fn connect(settings: &SqlSettings) -> Result<Self, sqlx::Error> {
-        let options: MySqlConnectOptions = settings.url.parse()?;
+        let options: MySqlConnectOptions = settings.url.expose().parse()?;
         let pool = MySqlPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.connect_timeout)

@@ -102,7 +102,7 @@ pub(super) struct Db {
 
 impl Db {
     pub(super) async fn connect(settings: &SqlSettings) -> Result<Self, sqlx::Error> {
-        let mut options: PgConnectOptions = settings.url.parse()?;
+        let mut options: PgConnectOptions = settings.url.expose().parse()?;
         if settings.durability == Durability::Fast {
             // A startup parameter: no extra statement per connection.
             options = options.options([("synchronous_commit", "off")]);

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::SecretUrl;
+
 /// The database engine a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Engine {
@@ -61,8 +63,9 @@ pub enum Durability {
 #[serde(default, deny_unknown_fields)]
 pub struct SqlSettings {
     /// The database: `postgres://user@host:5432/db`, `mysql://root@host/db`,
-    /// `sqlite://path/to/file.db` or `sqlite::memory:`.
-    pub url: String,
+    /// `sqlite://path/to/file.db` or `sqlite::memory:`. Shown with its
+    /// password masked.
+    pub url: SecretUrl,
     /// Most connections the pool opens.
     pub max_connections: u32,
     /// How long to wait for a pool connection (and to connect), in seconds.
@@ -88,7 +91,7 @@ pub struct SqlSettings {
 impl Default for SqlSettings {
     fn default() -> Self {
         Self {
-            url: String::new(),
+            url: SecretUrl::default(),
             max_connections: 10,
             connect_timeout: Duration::from_secs(2),
             timeout: Duration::from_millis(500),
@@ -104,12 +107,12 @@ impl Default for SqlSettings {
 impl SqlSettings {
     /// The defaults with a database URL.
     pub fn from_url(url: impl Into<String>) -> Self {
-        Self { url: url.into(), ..Self::default() }
+        Self { url: SecretUrl::new(url), ..Self::default() }
     }
 
     /// Checks every field; the error names the one that is wrong.
     pub fn validate(&self) -> Result<Engine, String> {
-        let engine = Engine::from_url(&self.url)?;
+        let engine = Engine::from_url(self.url.expose())?;
         if self.max_connections == 0 {
             return Err("database.max_connections: must be at least 1".to_owned());
         }

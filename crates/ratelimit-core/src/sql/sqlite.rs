@@ -90,12 +90,13 @@ impl Db {
             Durability::Full => SqliteSynchronous::Full,
             Durability::Fast => SqliteSynchronous::Normal,
         };
-        let options = SqliteConnectOptions::from_str(&settings.url)?
+        let options = SqliteConnectOptions::from_str(settings.url.expose())?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(settings.timeout);
-        let in_memory = settings.url.contains(":memory:") || settings.url.contains("mode=memory");
+        let url = settings.url.expose();
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let mut pool = SqlitePoolOptions::new().acquire_timeout(settings.connect_timeout);
         pool = if in_memory {
             // Every connection to `:memory:` opens a database of its own:
