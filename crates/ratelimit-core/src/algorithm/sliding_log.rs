@@ -44,7 +44,9 @@ impl SlidingLog {
     /// from a shared store.
     pub fn from_entries(entries: impl IntoIterator<Item = (UnixNanos, u64)>, period: u64) -> Self {
         let entries: VecDeque<(UnixNanos, u64)> = entries.into_iter().collect();
-        let total = entries.iter().map(|&(_, cost)| cost).sum();
+        // Saturating: stored entries come from outside (a database row may
+        // be corrupt), and a total that saturates only denies until they expire.
+        let total = entries.iter().fold(0u64, |sum, &(_, cost)| sum.saturating_add(cost));
         let expires_at = entries.back().map_or(0, |&(at, _)| at.saturating_add(period));
         Self { entries, total, expires_at }
     }
@@ -75,7 +77,7 @@ impl SlidingLog {
                 break;
             }
             self.entries.pop_front();
-            self.total -= cost;
+            self.total = self.total.saturating_sub(cost);
         }
     }
 

@@ -200,7 +200,8 @@ fn parse(values: &[i64], limits: &[LimitCheck<'_>]) -> Result<Decisions, StoreEr
         decisions.push(Decision {
             allowed: chunk[0] == 1,
             limit: check.limit.capacity(),
-            remaining: u64::try_from(chunk[1]).unwrap_or(0),
+            // Clamped: a reply is outside input, whatever the script meant.
+            remaining: u64::try_from(chunk[1]).unwrap_or(0).min(check.limit.capacity()),
             reset_after: micros(chunk[2]),
             retry_after,
         });
@@ -246,5 +247,61 @@ impl Store for RedisStore {
         ];
         details.extend(self.inner.backend.details(self.inner.settings.socket_timeout).await);
         Ok(Health { store: STORE, latency, details })
+    }
+}
+
+/// Replies are read defensively: any value Redis (or something speaking
+/// its protocol) sends back is a decision per limit within its bounds, or
+/// an error; never a panic.
+#[cfg(test)]
+mod hostile_replies {
+    use std::time::Duration;
+
+    use ::redis::Value;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{Limit, Rate};
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Nil),
+            any::<i64>().prop_map(Value::Int),
+            prop::collection::vec(any::<u8>(), 0..24).prop_map(Value::BulkString),
+            "[-0-9]{0,20}".prop_map(|s| Value::BulkString(s.into_bytes())),
+            any::<String>().prop_map(Value::SimpleString),
+            any::<f64>().prop_map(Value::Double),
+            any::<bool>().prop_map(Value::Boolean),
+        ];
+        leaf.prop_recursive(3, 24, 8, |inner| prop::collection::vec(inner, 0..10).prop_map(Value::Array))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+        #[test]
+        fn any_reply_is_a_bounded_decision_or_an_error(reply in value(), limits in 1usize..4) {
+            let limit = Limit::new(Rate::new(10, Duration::from_secs(60)).unwrap(), Algorithm::FixedWindow);
+            let checks: Vec<LimitCheck<'_>> = (0..limits).map(|_| LimitCheck { key: "k", limit: &limit }).collect();
+            // The conversion the store's script invocation makes, then its parse.
+            let Ok(values) = ::redis::from_redis_value::<Vec<i64>>(reply) else { return Ok(()) };
+            match parse(&values, &checks) {
+                Ok(decisions) => {
+                    prop_assert_eq!(values.len(), limits * 4);
+                    prop_assert_eq!(decisions.len(), limits);
+                    for decision in &decisions {
+                        prop_assert!(decision.remaining <= decision.limit, "{:?}", decision);
+                    }
+                }
+                Err(error) => prop_assert!(error.to_string().contains("values for"), "{}", error),
+            }
+        }
+
+        #[test]
+        fn any_numbers_parse_by_count(values in prop::collection::vec(any::<i64>(), 0..20), limits in 1usize..4) {
+            let limit = Limit::new(Rate::new(10, Duration::from_secs(60)).unwrap(), Algorithm::TokenBucket);
+            let checks: Vec<LimitCheck<'_>> = (0..limits).map(|_| LimitCheck { key: "k", limit: &limit }).collect();
+            prop_assert_eq!(parse(&values, &checks).is_ok(), values.len() == limits * 4);
+        }
     }
 }

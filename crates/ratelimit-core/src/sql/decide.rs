@@ -254,3 +254,116 @@ pub(super) fn signed(value: u64) -> i64 {
 pub(super) fn nanos(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
+
+/// What the database answers is read defensively: rows and log entries
+/// with any values (corrupt, from an older schema, or written by hand)
+/// give a decision per limit within its bounds, never a panic.
+#[cfg(test)]
+mod hostile_replies {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::LimitCheck;
+    use crate::{Algorithm, Rate};
+
+    /// A transaction that answers whatever the test gives it.
+    struct Replies {
+        rows: Vec<Option<Row>>,
+        now: UnixNanos,
+        entries: Vec<(i64, i64)>,
+    }
+
+    impl Txn for Replies {
+        async fn rows(&mut self, keys: &[&str], _: bool) -> Result<(Vec<Option<Row>>, UnixNanos), sqlx::Error> {
+            Ok((self.rows.iter().cycle().take(keys.len()).cloned().collect(), self.now))
+        }
+        async fn entries(&mut self, _: &str, _: i64) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+            Ok(self.entries.clone())
+        }
+        async fn put(&mut self, _: &str, _: &str, _: i64, _: i64) -> Result<(), sqlx::Error> {
+            Ok(())
+        }
+        async fn prune(&mut self, _: &str, _: i64) -> Result<(), sqlx::Error> {
+            Ok(())
+        }
+        async fn append(&mut self, _: &str, _: i64, _: i64, _: i64) -> Result<(), sqlx::Error> {
+            Ok(())
+        }
+    }
+
+    fn row() -> impl Strategy<Value = Option<Row>> {
+        let data = prop_oneof![any::<String>(), "[0-9]{1,20}:[0-9]{1,20}:[0-9]{1,20}"];
+        prop::option::of((data, any::<i64>(), any::<i64>()).prop_map(|(data, count, expires_at)| Row {
+            data,
+            count,
+            expires_at,
+        }))
+    }
+
+    fn algorithm() -> impl Strategy<Value = Algorithm> {
+        prop_oneof![
+            Just(Algorithm::FixedWindow),
+            Just(Algorithm::SlidingWindow),
+            Just(Algorithm::SlidingWindowCounter),
+            Just(Algorithm::TokenBucket),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn any_stored_state_gives_a_bounded_decision(
+            rows in prop::collection::vec(row(), 1..3),
+            entries in prop::collection::vec((any::<i64>(), any::<i64>()), 0..40),
+            now in any::<u64>(),
+            algorithms in prop::collection::vec(algorithm(), 1..3),
+            limit in 1u64..=1_000,
+            period in 1u64..=86_400,
+            cost in 0u64..=2_000,
+            charge in any::<bool>(),
+        ) {
+            let limits: Vec<Limit> = algorithms
+                .iter()
+                .map(|&a| Limit::new(Rate::new(limit, Duration::from_secs(period)).unwrap(), a))
+                .collect();
+            let keys: Vec<String> = (0..limits.len()).map(|i| format!("k{i}")).collect();
+            let checks: Vec<LimitCheck<'_>> =
+                limits.iter().zip(&keys).map(|(limit, key)| LimitCheck { key, limit }).collect();
+            let request = CheckRequest::new(&checks, cost);
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let mut txn = Replies { rows, now, entries };
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let (decisions, _) = runtime.block_on(decide(&mut txn, &request, &keys, charge)).unwrap();
+            prop_assert_eq!(decisions.len(), limits.len());
+            for (decision, limit) in decisions.as_slice().iter().zip(&limits) {
+                prop_assert_eq!(decision.limit, limit.capacity());
+                prop_assert!(decision.remaining <= decision.limit, "{:?}", decision);
+            }
+        }
+
+        #[test]
+        fn any_counter_text_reads_as_a_state_or_as_absent(text in any::<String>()) {
+            if let Some(state) = state::counter(&text) {
+                prop_assert_eq!(state::counter(&state::counter_text(&state)), Some(state));
+            }
+        }
+
+        #[test]
+        fn any_upsert_row_gives_a_bounded_decision(
+            bucket in any::<bool>(),
+            count in any::<i64>(),
+            expires_at in any::<i64>(),
+            now in any::<u64>(),
+            limit in 1u64..=1_000_000,
+        ) {
+            let algorithm = if bucket { Algorithm::TokenBucket } else { Algorithm::FixedWindow };
+            let limit = Limit::new(Rate::per_minute(limit).unwrap(), algorithm);
+            let kind = if bucket { SingleStatement::Bucket } else { SingleStatement::Window };
+            let decision = single_statement_decision(kind, &limit, count, expires_at, now);
+            prop_assert!(decision.remaining <= decision.limit, "{:?}", decision);
+        }
+    }
+}
