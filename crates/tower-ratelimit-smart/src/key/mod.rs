@@ -92,7 +92,8 @@ impl Key {
         Self(Kind::Global)
     }
 
-    /// The request path as sent (`/items/42`).
+    /// The request path (`/items/42`), normalised as path rules match it:
+    /// `//` collapsed, `.` and `..` resolved, unreserved escapes decoded.
     pub fn path() -> Self {
         Self(Kind::Path)
     }
@@ -100,8 +101,8 @@ impl Key {
     /// The matched route template (`/items/{id}`) when axum's router has
     /// matched the request before the layer runs (layers added with
     /// `Router::layer`, `route_layer` or on a `MethodRouter`), otherwise the
-    /// request path (a layer wrapping the whole router from outside, or
-    /// fallback requests).
+    /// normalised request path (a layer wrapping the whole router from
+    /// outside, or fallback requests).
     pub fn route() -> Self {
         Self(Kind::Route)
     }
@@ -188,14 +189,15 @@ impl Key {
             }
             Kind::Path => {
                 out.push_str("p:");
-                out.push_str(cx.parts.uri.path());
+                // Normalised, so `//items/./42` or `/items/%34%32` is not a fresh bucket.
+                out.push_str(&crate::path::normalize(cx.parts.uri.path()));
                 true
             }
             Kind::Route => {
                 out.push_str("r:");
                 match cx.parts.extensions.get::<axum::extract::MatchedPath>() {
                     Some(route) => out.push_str(route.as_str()),
-                    None => out.push_str(cx.parts.uri.path()),
+                    None => out.push_str(&crate::path::normalize(cx.parts.uri.path())),
                 }
                 true
             }
