@@ -2,33 +2,16 @@
 //! that are also on the allow list: nothing a client writes into a
 //! forwarding header may land it in the proxy's (exempt) bucket.
 
-use std::convert::Infallible;
+mod support;
+
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, StatusCode};
 use http_body_util::Full;
+use support::{PROXY, behind_proxies as layer, ok};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_ratelimit_smart::{ForwardedHeader, RateLimitConfig, RateLimitLayer};
-
-const PROXY: &str = "10.0.0.2:4000";
-
-async fn ok(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::new())))
-}
-
-/// One request per client per minute, behind proxies in 10.0.0.0/8 that
-/// are trusted and, as in the documentation's example, allow-listed.
-fn layer(header: ForwardedHeader) -> RateLimitLayer {
-    let config = RateLimitConfig::builder()
-        .rate("1/m")
-        .trusted_proxies(["10.0.0.0/8"])
-        .allow_ips(["10.0.0.0/8"])
-        .forwarded_header(header)
-        .build()
-        .unwrap();
-    RateLimitLayer::new(config)
-}
 
 async fn status(layer: &RateLimitLayer, name: &str, lines: &[&[u8]]) -> StatusCode {
     let service = ServiceBuilder::new().layer(layer.clone()).service(service_fn(ok));

@@ -3,22 +3,18 @@
 //! sends, the layer answers (never panics), counts the client as who it
 //! is, and gives no spelling a bucket of its own.
 
-use std::convert::Infallible;
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::Full;
 use proptest::prelude::*;
+use support::{PROXY, behind_proxies, ok};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_ratelimit_smart::{ForwardedHeader, IpNet, Key, RateLimitConfig, RateLimitLayer};
-
-const PROXY: &str = "10.0.0.2:4000";
-
-async fn ok(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::new(Bytes::new())))
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -56,20 +52,6 @@ fn client_ip() -> impl Strategy<Value = IpAddr> {
         (11u8..=223, any::<[u8; 3]>()).prop_map(|(a, [b, c, d])| IpAddr::V4(Ipv4Addr::new(a, b, c, d))),
         any::<[u16; 4]>().prop_map(|[a, b, c, d]| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, a, b, c, d, 0, 1))),
     ]
-}
-
-/// One request per client per minute behind proxies in 10.0.0.0/8 that
-/// are trusted and allow-listed: a client counted as a proxy would never
-/// be limited.
-fn behind_proxies(header: ForwardedHeader) -> RateLimitLayer {
-    let config = RateLimitConfig::builder()
-        .rate("1/m")
-        .trusted_proxies(["10.0.0.0/8"])
-        .allow_ips(["10.0.0.0/8"])
-        .forwarded_header(header)
-        .build()
-        .unwrap();
-    RateLimitLayer::new(config)
 }
 
 /// The element a proxy appends for `client`.
