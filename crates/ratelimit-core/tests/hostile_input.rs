@@ -134,7 +134,20 @@ proptest! {
     /// Arbitrary text as a settings file: read or refused with the file's
     /// name in the error.
     #[test]
-    fn any_settings_text_is_read_or_refused(text in any::<String>()) {
+    fn any_settings_text_is_read_or_refused(
+        text in prop_oneof![
+            any::<String>(),
+            // Lines that are TOML often enough to reach the settings' own checks.
+            prop::collection::vec(
+                prop_oneof![
+                    "\\[(redis|database|memory|middleware|circuit_breaker|[a-z]{1,8})\\]",
+                    "[a-z_]{1,22} = (\"[ -~]{0,12}\"|-?[0-9]{1,12}|[0-9]{1,6}\\.[0-9]{1,3}|true|false|\\[\\])",
+                ],
+                0..10,
+            )
+            .prop_map(|lines| lines.join("\n")),
+        ],
+    ) {
         if let Err(error) = Settings::from_toml(&text, "limits.toml", []) {
             prop_assert!(error.to_string().starts_with("limits.toml: "), "{}", error);
         }

@@ -45,7 +45,7 @@ config = {{ url = "redis://:{m}@127.0.0.1:{down}/0", password = "{m}", sentinel_
 [[backends]]
 name = "db"
 backend = "database"
-config = {{ url = "mysql://root:{m}@127.0.0.1:{down}/test?password={m}", connect_timeout = 0.5 }}
+config = {{ url = "postgres://root:{m}@127.0.0.1:{down}/test?password={m}", connect_timeout = 0.5 }}
 "#
     )
 }
@@ -76,6 +76,9 @@ fn settings_errors_never_echo_a_password() {
         (format!("backend = \"redis\"\n[redis]\npasword = \"{m}\""), vec![]),
         (format!("backend = \"database\"\n[database]\nurl = \"oracle://u:{m}@h\""), vec![]),
         (format!("backend = \"database\"\n[database]\nurl = \"postgres://u:{m}@h/x\"\ntimeout = 0"), vec![]),
+        // Parameters the drivers do not read: PostgreSQL's would log the value.
+        (format!("backend = \"database\"\n[database]\nurl = \"postgres://u@h/x?sslpassword={m}\""), vec![]),
+        (format!("backend = \"database\"\n[database]\nurl = \"mysql://u@h/x?password={m}\""), vec![]),
         ("backend = \"redis\"".to_owned(), vec![("RATELIMIT_REDIS_URL".to_owned(), env_url)]),
     ];
     for (text, env) in cases {
@@ -91,6 +94,28 @@ fn settings_errors_never_echo_a_password() {
         };
         assert_hidden(&text, &error.to_string());
         assert_hidden(&text, &format!("{error:?}"));
+    }
+}
+
+/// A password written as a number is a password: read as text, and when
+/// it cannot be (a float), refused without quoting it.
+#[test]
+fn numeric_passwords_are_read_or_refused_unquoted() {
+    let read = Settings::from_toml("[redis]\npassword = 48151623", "limits.toml", []).unwrap();
+    assert_eq!(read.redis.password.as_ref().map(|p| p.expose()), Some("48151623"));
+    for text in [
+        "[redis]\npassword = 48151623.42",
+        "[[backends]]\nname = 'r'\nbackend = 'redis'\nconfig = { password = 48151623.42 }",
+    ] {
+        let error = match Settings::from_toml(&format!("backend = 'multi'\n{text}"), "limits.toml", []) {
+            Ok(settings) => {
+                let runtime = tokio::runtime::Runtime::new().unwrap();
+                runtime.block_on(build_store(&settings, &StoreRegistry::new(), "limits.toml")).unwrap_err()
+            }
+            Err(error) => error,
+        };
+        assert!(!error.to_string().contains("48151623"), "{error}");
+        assert!(error.to_string().contains("password"), "{error}");
     }
 }
 

@@ -298,10 +298,21 @@ mod hostile_replies {
         }
 
         #[test]
-        fn any_numbers_parse_by_count(values in prop::collection::vec(any::<i64>(), 0..20), limits in 1usize..4) {
+        fn any_numbers_parse_by_count(
+            values in prop_oneof![
+                prop::collection::vec(any::<i64>(), 0..20),
+                // Replies of the right length, so the parse's bounds are reached.
+                (1usize..4).prop_flat_map(|n| prop::collection::vec(any::<i64>(), n * 4)),
+            ],
+            limits in 1usize..4,
+        ) {
             let limit = Limit::new(Rate::new(10, Duration::from_secs(60)).unwrap(), Algorithm::TokenBucket);
             let checks: Vec<LimitCheck<'_>> = (0..limits).map(|_| LimitCheck { key: "k", limit: &limit }).collect();
-            prop_assert_eq!(parse(&values, &checks).is_ok(), values.len() == limits * 4);
+            let parsed = parse(&values, &checks);
+            prop_assert_eq!(parsed.is_ok(), values.len() == limits * 4);
+            for decision in parsed.iter().flatten() {
+                prop_assert!(decision.remaining <= decision.limit, "{:?}", decision);
+            }
         }
     }
 }

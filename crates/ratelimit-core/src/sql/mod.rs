@@ -381,7 +381,14 @@ fn connect_error(engine: Engine, target: &SecretUrl, error: &sqlx::Error) -> Sto
         (Engine::Postgres, "28P01" | "28000") | (Engine::MySql, "28000") => "the credentials were refused",
         _ => match error {
             sqlx::Error::Configuration(_) => "the URL is not valid",
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => "the server cannot be reached",
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut if engine == Engine::Sqlite => {
+                "the database file cannot be opened (a missing directory, no permission, or locked too long)"
+            }
+            sqlx::Error::Io(_) => "the server cannot be reached",
+            // Refused connections are retried until the bound, so this is
+            // most often an unreachable server, but a stalled TLS or login
+            // ends the same way.
+            sqlx::Error::PoolTimedOut => "the server cannot be reached, or did not complete the login in time",
             _ => "the connection failed",
         },
     };

@@ -113,6 +113,7 @@ impl SqlSettings {
     /// Checks every field; the error names the one that is wrong.
     pub fn validate(&self) -> Result<Engine, String> {
         let engine = Engine::from_url(self.url.expose())?;
+        check_secret_parameters(engine, self.url.expose())?;
         if self.max_connections == 0 {
             return Err("database.max_connections: must be at least 1".to_owned());
         }
@@ -136,4 +137,29 @@ impl SqlSettings {
         }
         Ok(engine)
     }
+}
+
+/// Refuses URL parameters that look like secrets but that the engine's
+/// driver does not read: the PostgreSQL driver logs such a parameter with
+/// its value, and the MySQL driver ignores `password=` and connects
+/// without one. Only PostgreSQL's `password=` is read.
+fn check_secret_parameters(engine: Engine, url: &str) -> Result<(), String> {
+    let Some((_, query)) = url.split_once('?') else { return Ok(()) };
+    let query = query.split('#').next().unwrap_or_default();
+    for name in query.split('&').filter_map(|pair| pair.split_once('=').map(|(name, _)| name)) {
+        let name = crate::secret::percent_decoded(name).to_ascii_lowercase();
+        if !crate::secret::names_a_secret(&name) || (engine == Engine::Postgres && name == "password") {
+            continue;
+        }
+        let hint = if name == "password" {
+            "put the password in the URL's user-info (mysql://user:password@host/db)"
+        } else {
+            "the driver does not read it"
+        };
+        return Err(format!(
+            "database.url: the parameter `{name}` is not accepted by the {} store: {hint}",
+            engine.as_str()
+        ));
+    }
+    Ok(())
 }
