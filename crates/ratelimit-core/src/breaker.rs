@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, SystemClock, UnixNanos};
 use crate::store::{CheckRequest, Health, LimitCheck, Store};
-use crate::{Decisions, StoreError};
+use crate::{Decisions, FieldError, StoreError};
 
 /// When the breaker opens and how it recovers.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -49,25 +49,37 @@ impl Default for BreakerConfig {
 
 impl BreakerConfig {
     /// Checks the values; the error names the field.
-    pub fn validate(&self) -> Result<(), StoreError> {
-        let bad = |field: &str, why: &str| Err(StoreError::Config(format!("circuit_breaker.{field}: {why}")));
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let bad = |field, why: String| Err(FieldError::new("circuit_breaker", field, why));
         if self.failure_threshold == 0 {
-            return bad("failure_threshold", "must be at least 1");
+            return bad("failure_threshold", "must be at least 1".into());
         }
-        if self.recovery_timeout.is_zero() {
-            return bad("recovery_timeout", "must be above 0");
-        }
+        crate::serde_seconds::check(self.recovery_timeout, (0.001, 3600.0))
+            .or_else(|why| bad("recovery_timeout", why))?;
         if !(1.0..=MAX_BACKOFF_MULTIPLIER).contains(&self.backoff_multiplier) {
-            return bad("backoff_multiplier", "must be a number from 1 to 100");
+            return bad("backoff_multiplier", "must be a number from 1 to 100".into());
         }
+        crate::serde_seconds::check(self.max_recovery_timeout, (0.001, MAX_RECOVERY_TIMEOUT.as_secs_f64()))
+            .or_else(|why| bad("max_recovery_timeout", why))?;
         if self.max_recovery_timeout < self.recovery_timeout {
-            return bad("max_recovery_timeout", "must not be below recovery_timeout");
-        }
-        if self.max_recovery_timeout > MAX_RECOVERY_TIMEOUT {
-            return bad("max_recovery_timeout", "must be at most 86400 seconds (a day)");
+            // Named by the field that is most likely the one written: the
+            // other usually keeps its default.
+            let (field, other) = if self.max_recovery_timeout == Self::default().max_recovery_timeout {
+                ("recovery_timeout", "max_recovery_timeout")
+            } else {
+                ("max_recovery_timeout", "recovery_timeout")
+            };
+            return bad(
+                field,
+                format!(
+                    "recovery_timeout ({} seconds) must not be above max_recovery_timeout ({} seconds); change {field} or {other}",
+                    self.recovery_timeout.as_secs_f64(),
+                    self.max_recovery_timeout.as_secs_f64()
+                ),
+            );
         }
         if self.half_open_max_calls == 0 {
-            return bad("half_open_max_calls", "must be at least 1");
+            return bad("half_open_max_calls", "must be at least 1".into());
         }
         Ok(())
     }

@@ -5,6 +5,32 @@ use std::time::Duration;
 /// The forms [`Rate`](crate::Rate) accepts, quoted in every parse error.
 pub const ACCEPTED_RATE_FORMS: &str = "\"N/unit\" or \"N/Munit\" with unit s, m, h or d (or sec, second, min, minute, hour, day), e.g. \"100/h\", \"10/30s\", \"5/10m\"";
 
+/// A store setting that cannot work: its section (`redis`, `database`,
+/// `memory`), the field, and what is wrong. Settings files report it at
+/// the field's full path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{section}.{field}: {problem}")]
+pub struct FieldError {
+    /// The settings section, e.g. `redis`.
+    pub section: &'static str,
+    /// The field within it, e.g. `socket_timeout`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl FieldError {
+    pub(crate) fn new(section: &'static str, field: &'static str, problem: impl Into<String>) -> Self {
+        Self { section, field, problem: problem.into() }
+    }
+}
+
+impl From<FieldError> for StoreError {
+    fn from(error: FieldError) -> Self {
+        StoreError::Config(error.to_string())
+    }
+}
+
 /// A rate that could not be parsed or built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid rate {input:?}: {reason}; accepted forms: {ACCEPTED_RATE_FORMS}")]

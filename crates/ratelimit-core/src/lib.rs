@@ -57,7 +57,7 @@ pub use algorithm::{Algorithm, Limit};
 pub use breaker::{BreakerConfig, BreakerState, BreakerStatus, CircuitBreaker};
 pub use clock::{Clock, FakeClock, SystemClock, UnixNanos};
 pub use decision::{Decision, Decisions};
-pub use error::{ACCEPTED_RATE_FORMS, AlgorithmParseError, LimitError, RateParseError, StoreError};
+pub use error::{ACCEPTED_RATE_FORMS, AlgorithmParseError, FieldError, LimitError, RateParseError, StoreError};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use multi::{MultiStore, MultiStoreConfig, Strategy};

@@ -176,7 +176,7 @@ proptest! {
                     prop_assert!(error.to_string().starts_with("redis."), "{}", error);
                 }
                 if let Err(error) = settings.database.validate() {
-                    prop_assert!(error.starts_with("database."), "{}", error);
+                    prop_assert!(error.to_string().starts_with("database."), "{}", error);
                 }
                 if settings.backend == "memory" {
                     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -96,18 +96,11 @@ impl Default for RedisSettings {
     }
 }
 
-/// A setting that cannot work, named by its field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("redis.{field}: {problem}")]
-pub struct RedisSettingsError {
-    /// The offending field.
-    pub field: &'static str,
-    /// What is wrong with it.
-    pub problem: String,
-}
+/// A Redis setting that cannot work, named by its field.
+pub type RedisSettingsError = crate::FieldError;
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> RedisSettingsError {
-    RedisSettingsError { field, problem: problem.into() }
+    crate::FieldError::new("redis", field, problem)
 }
 
 /// The deployment the settings describe.
@@ -169,8 +162,12 @@ impl RedisSettings {
                 return Err(invalid("tls_ca_cert", format!("{} is not a readable file", path.display())));
             }
         }
-        if self.host.trim().is_empty() {
-            return Err(invalid("host", "must not be empty"));
+        check_host(&self.host).map_err(|problem| invalid("host", problem))?;
+        for node in &self.startup_nodes {
+            check_host(&node.host).map_err(|problem| invalid("startup_nodes", problem))?;
+        }
+        for (host, _) in &self.sentinels {
+            check_host(host).map_err(|problem| invalid("sentinels", problem))?;
         }
         if self.port == 0 {
             return Err(invalid("port", "must be between 1 and 65535"));
@@ -181,9 +178,7 @@ impl RedisSettings {
         for (field, value) in
             [("socket_timeout", self.socket_timeout), ("socket_connect_timeout", self.socket_connect_timeout)]
         {
-            if value.is_zero() || value > Duration::from_secs(60) {
-                return Err(invalid(field, format!("{value:?} must be above 0 and at most 60 s")));
-            }
+            crate::serde_seconds::check(value, (0.001, 60.0)).map_err(|problem| invalid(field, problem))?;
         }
         if self.max_connections == 0 || self.max_connections > 64 {
             return Err(invalid("max_connections", format!("{} must be between 1 and 64", self.max_connections)));
@@ -222,6 +217,25 @@ impl RedisSettings {
             None => node_url(&self.host, self.port, self.username.as_deref(), self.password.as_ref(), self.db),
         }
     }
+}
+
+/// A host that cannot be: a URL or a `host:port` where a host name is
+/// meant would otherwise fail every request at run time.
+fn check_host(host: &str) -> Result<(), &'static str> {
+    if host.trim().is_empty() {
+        return Err("must not be empty");
+    }
+    if host.contains("://") || host.contains(['/', '@']) {
+        return Err("a host name, not a URL; use redis.url for a URL");
+    }
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if bare.contains(':') && bare.parse::<std::net::Ipv6Addr>().is_err() {
+        return Err("a host name without a port; the port has a field of its own");
+    }
+    if host.contains(char::is_whitespace) {
+        return Err("a host name has no spaces");
+    }
+    Ok(())
 }
 
 pub(crate) fn node_url(host: &str, port: u16, username: Option<&str>, password: Option<&Secret>, db: i64) -> String {

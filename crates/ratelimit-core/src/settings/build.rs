@@ -93,17 +93,12 @@ pub async fn build_store(
     registry: &StoreRegistry,
     source: &str,
 ) -> Result<BuiltStore, SettingsError> {
-    if settings.backend != "multi" {
-        let section = Section::Own(settings);
-        let member =
-            member(settings, registry, source, &settings.backend, &settings.backend, section, &settings.backend)?;
-        return Ok(BuiltStore { store: member.store.clone(), members: vec![member], strategy: None });
-    }
     let mut members = Vec::new();
-    for (i, entry) in settings.backends.iter().enumerate() {
-        let field = format!("backends[{i}]");
-        let config = Section::Entry(toml::Value::Table(entry.config.clone()));
-        members.push(member(settings, registry, source, &entry.name, &entry.backend, config, &field)?);
+    for (name, spec) in specs(settings, source)? {
+        members.push(member(settings, registry, source, name, spec)?);
+    }
+    if settings.backend != "multi" {
+        return Ok(BuiltStore { store: members[0].store.clone(), members, strategy: None });
     }
     let config = MultiStoreConfig {
         multi_backend_strategy: settings.multi_backend_strategy,
@@ -115,6 +110,38 @@ pub async fn build_store(
     Ok(BuiltStore { store: SharedStore::new(chain), members, strategy: Some(settings.multi_backend_strategy) })
 }
 
+/// One store's settings, read and checked: everything but connecting.
+pub(super) enum StoreSpec {
+    #[cfg(feature = "memory")]
+    Memory(MemorySettings),
+    #[cfg(feature = "redis")]
+    Redis(crate::redis::RedisSettings),
+    #[cfg(feature = "sql")]
+    Database(crate::sql::SqlSettings),
+    /// A store registered in code, with its settings table and the field
+    /// that named it (for the error when no such store is registered).
+    Custom { backend: String, config: toml::Table, field: String },
+}
+
+/// The stores `settings` configure, each named and checked: the single
+/// backend, or every `[[backends]]` entry. A setting that cannot give a
+/// working store is an error here, naming its field, before anything
+/// connects.
+pub(super) fn specs<'s>(settings: &'s Settings, source: &str) -> Result<Vec<(&'s str, StoreSpec)>, SettingsError> {
+    if settings.backend != "multi" {
+        let backend = settings.backend.as_str();
+        return Ok(vec![(backend, spec(backend, Section::Own(settings), source, backend, "backend")?)]);
+    }
+    let mut specs = Vec::new();
+    for (i, entry) in settings.backends.iter().enumerate() {
+        let field = format!("backends[{i}]");
+        let config = Section::Entry(toml::Value::Table(entry.config.clone()));
+        let named = format!("{field}.backend");
+        specs.push((entry.name.as_str(), spec(&entry.backend, config, source, &format!("{field}.config"), &named)?));
+    }
+    Ok(specs)
+}
+
 /// Where a store's settings come from: the settings' own section
 /// (`[redis]`, `[database]`, `[memory]`) for the single backend, already
 /// typed, or a `[[backends]]` entry's `config`, parsed here. The typed
@@ -124,49 +151,85 @@ enum Section<'a> {
     Entry(toml::Value),
 }
 
+/// Reads and checks one store's settings; `field` names its settings in
+/// errors, `backend_field` the field that chose the store.
+fn spec(
+    backend: &str,
+    config: Section<'_>,
+    source: &str,
+    field: &str,
+    backend_field: &str,
+) -> Result<StoreSpec, SettingsError> {
+    let field = match config {
+        Section::Own(_) => backend,
+        Section::Entry(_) => field,
+    };
+    let spec = match backend {
+        "memory" => {
+            let memory = match config {
+                Section::Own(settings) => settings.memory.clone(),
+                Section::Entry(table) => parse(table, source, field)?,
+            };
+            memory.validate().map_err(|e| field_error(source, field, e))?;
+            memory_spec(memory, source, field)?
+        }
+        "redis" => redis_spec(config, source, field)?,
+        "database" => sql_spec(config, source, field)?,
+        custom => StoreSpec::Custom {
+            backend: custom.to_owned(),
+            config: match config {
+                Section::Entry(toml::Value::Table(table)) => table,
+                _ => toml::Table::new(),
+            },
+            field: backend_field.to_owned(),
+        },
+    };
+    Ok(spec)
+}
+
 fn member(
     settings: &Settings,
     registry: &StoreRegistry,
     source: &str,
     name: &str,
-    backend: &str,
-    config: Section<'_>,
-    field: &str,
+    spec: StoreSpec,
 ) -> Result<Member, SettingsError> {
-    let config_field = if field == backend { backend.to_owned() } else { format!("{field}.config") };
-    let (store, connect_timeout) = match backend {
-        "memory" => {
-            let memory = match config {
-                Section::Own(settings) => settings.memory.clone(),
-                Section::Entry(table) => parse(table, source, &config_field)?,
-            };
-            (memory_store(&memory, source, &config_field)?, None)
+    let (kind, store, connect_timeout): (String, SharedStore, Option<Duration>) = match spec {
+        #[cfg(feature = "memory")]
+        StoreSpec::Memory(memory) => ("memory".to_owned(), memory_store(&memory), None),
+        #[cfg(feature = "redis")]
+        StoreSpec::Redis(redis) => {
+            let wait = redis.socket_connect_timeout;
+            let store = background("redis", wait, move || {
+                let redis = redis.clone();
+                Box::pin(async move { crate::redis::RedisStore::connect(redis).await.map(SharedStore::new) })
+            });
+            ("redis".to_owned(), store, Some(wait))
         }
-        "redis" => redis_store(config, source, &config_field)?,
-        "database" => sql_store(config, source, &config_field)?,
-        custom => match registry.factories.get(custom) {
+        #[cfg(feature = "sql")]
+        StoreSpec::Database(database) => {
+            let wait = database.connect_timeout;
+            let store = background("database", wait, move || {
+                let database = database.clone();
+                Box::pin(async move { crate::sql::SqlStore::connect(database).await.map(SharedStore::new) })
+            });
+            ("database".to_owned(), store, Some(wait))
+        }
+        StoreSpec::Custom { backend, config, field } => match registry.factories.get(&backend) {
             Some(factory) => {
-                // A custom store takes its settings from its `[[backends]]`
-                // entry's `config`; as the single backend, from nothing.
-                let table = match config {
-                    Section::Entry(toml::Value::Table(table)) => table,
-                    _ => toml::Table::new(),
-                };
                 let factory = factory.clone();
-                (
-                    background("custom", CUSTOM_CONNECT_TIMEOUT, move || factory(table.clone())),
-                    Some(CUSTOM_CONNECT_TIMEOUT),
-                )
+                let store = background("custom", CUSTOM_CONNECT_TIMEOUT, move || factory(config.clone()));
+                (backend, store, Some(CUSTOM_CONNECT_TIMEOUT))
             }
             None => {
                 let known = ["memory", "redis", "database", "multi"].into_iter().chain(registry.names());
-                let hint = error::closest(custom, known).map(|k| format!("; did you mean `{k}`?")).unwrap_or_default();
-                let where_ = if field == backend { "backend".to_owned() } else { format!("{field}.backend") };
+                let hint =
+                    error::closest(&backend, known).map(|k| format!("; did you mean `{k}`?")).unwrap_or_default();
                 return Err(SettingsError::new(
                     source,
-                    &where_,
+                    &field,
                     format!(
-                        "unknown store {custom:?}: use memory, redis, database, multi or a store registered in code{hint}"
+                        "unknown store {backend:?}: use memory, redis, database, multi or a store registered in code{hint}"
                     ),
                 ));
             }
@@ -179,7 +242,7 @@ fn member(
         ),
         None => store,
     };
-    Ok(Member { name: name.to_owned(), kind: backend.to_owned(), store, connect_timeout })
+    Ok(Member { name: name.to_owned(), kind, store, connect_timeout })
 }
 
 fn parse<T: DeserializeOwned>(config: toml::Value, source: &str, field: &str) -> Result<T, SettingsError> {
@@ -189,42 +252,45 @@ fn parse<T: DeserializeOwned>(config: toml::Value, source: &str, field: &str) ->
     })
 }
 
+/// A store's field error at its path in the settings (`redis.port`, or
+/// `backends[0].config.port`).
+fn field_error(source: &str, section: &str, error: crate::FieldError) -> SettingsError {
+    SettingsError::new(source, &format!("{section}.{}", error.field), error.problem)
+}
+
 #[cfg(feature = "memory")]
-fn memory_store(memory: &MemorySettings, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
-    if memory.max_keys == 0 {
-        return Err(SettingsError::new(source, &format!("{field}.max_keys"), "must be at least 1"));
-    }
-    let interval = (memory.cleanup_interval > 0).then(|| std::time::Duration::from_secs(memory.cleanup_interval));
-    Ok(SharedStore::new(crate::MemoryStore::builder().max_keys(memory.max_keys).cleanup_interval(interval).build()))
+fn memory_spec(memory: MemorySettings, _: &str, _: &str) -> Result<StoreSpec, SettingsError> {
+    Ok(StoreSpec::Memory(memory))
 }
 
 #[cfg(not(feature = "memory"))]
-fn memory_store(_: &MemorySettings, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
+fn memory_spec(_: MemorySettings, source: &str, field: &str) -> Result<StoreSpec, SettingsError> {
     Err(SettingsError::new(source, field, "this build has no memory store; enable the crate feature `memory`"))
 }
 
+#[cfg(feature = "memory")]
+fn memory_store(memory: &MemorySettings) -> SharedStore {
+    let interval = (memory.cleanup_interval > 0).then(|| Duration::from_secs(memory.cleanup_interval));
+    SharedStore::new(crate::MemoryStore::builder().max_keys(memory.max_keys).cleanup_interval(interval).build())
+}
+
 #[cfg(feature = "redis")]
-fn redis_store(config: Section<'_>, source: &str, field: &str) -> Result<Connected, SettingsError> {
+fn redis_spec(config: Section<'_>, source: &str, field: &str) -> Result<StoreSpec, SettingsError> {
     let redis: crate::redis::RedisSettings = match config {
         Section::Own(settings) => settings.redis.clone(),
         Section::Entry(table) => parse(table, source, field)?,
     };
-    redis.validate().map_err(|e| SettingsError::new(source, field, e.to_string()))?;
-    let wait = redis.socket_connect_timeout;
-    let store = background("redis", wait, move || {
-        let redis = redis.clone();
-        Box::pin(async move { crate::redis::RedisStore::connect(redis).await.map(SharedStore::new) })
-    });
-    Ok((store, Some(wait)))
+    redis.validate().map_err(|e| field_error(source, field, e))?;
+    Ok(StoreSpec::Redis(redis))
 }
 
 #[cfg(not(feature = "redis"))]
-fn redis_store(_: Section<'_>, source: &str, field: &str) -> Result<Connected, SettingsError> {
+fn redis_spec(_: Section<'_>, source: &str, field: &str) -> Result<StoreSpec, SettingsError> {
     Err(SettingsError::new(source, field, "this build has no Redis store; enable the crate feature `redis`"))
 }
 
 #[cfg(feature = "sql")]
-fn sql_store(config: Section<'_>, source: &str, field: &str) -> Result<Connected, SettingsError> {
+fn sql_spec(config: Section<'_>, source: &str, field: &str) -> Result<StoreSpec, SettingsError> {
     let database: crate::sql::SqlSettings = match config {
         Section::Own(settings) => settings.database.clone(),
         Section::Entry(table) => parse(table, source, field)?,
@@ -232,26 +298,18 @@ fn sql_store(config: Section<'_>, source: &str, field: &str) -> Result<Connected
     if database.url.expose().is_empty() {
         return Err(SettingsError::new(source, &format!("{field}.url"), "is required for the database store"));
     }
-    database.validate().map_err(|e| SettingsError::new(source, field, e))?;
-    let wait = database.connect_timeout;
-    let store = background("database", wait, move || {
-        let database = database.clone();
-        Box::pin(async move { crate::sql::SqlStore::connect(database).await.map(SharedStore::new) })
-    });
-    Ok((store, Some(wait)))
+    database.validate().map_err(|e| field_error(source, field, e))?;
+    Ok(StoreSpec::Database(database))
 }
 
 #[cfg(not(feature = "sql"))]
-fn sql_store(_: Section<'_>, source: &str, field: &str) -> Result<Connected, SettingsError> {
+fn sql_spec(_: Section<'_>, source: &str, field: &str) -> Result<StoreSpec, SettingsError> {
     Err(SettingsError::new(
         source,
         field,
         "this build has no SQL store; enable the crate feature `postgres`, `mysql` or `sqlite`",
     ))
 }
-
-/// A store that connects in the background, and how long a call waits for it.
-type Connected = (SharedStore, Option<Duration>);
 
 fn background<F>(kind: &'static str, connect_timeout: Duration, connect: F) -> SharedStore
 where

@@ -40,12 +40,35 @@ const TEXT_FIELDS: [&str; 16] = [
     "tls_ca_cert",
 ];
 
+/// Which variable set which field (`database.cleanup_threshold` ←
+/// `RATELIMIT_DATABASE_CLEANUP_THRESHOLD`), so that an error in a value
+/// from the environment names the variable, not the file.
+#[derive(Debug, Default)]
+pub(super) struct Origins(Vec<(String, String)>);
+
+impl Origins {
+    /// `error` blamed on the variable that set its field, if one did.
+    pub(super) fn blame(&self, error: SettingsError) -> SettingsError {
+        let field = error.field();
+        let set_by = self.0.iter().find(|(path, _)| {
+            field == path || field.strip_prefix(path.as_str()).is_some_and(|rest| rest.starts_with(['.', '[']))
+        });
+        match set_by {
+            Some((_, variable)) => {
+                SettingsError::new(&format!("environment variable {variable}"), field, error.message())
+            }
+            None => error,
+        }
+    }
+}
+
 /// Applies the overrides among `env` to `table`.
 pub(super) fn apply(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
     source: &str,
-) -> Result<(), SettingsError> {
+) -> Result<Origins, SettingsError> {
+    let mut origins = Origins::default();
     let mut overrides: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("RATELIMIT_")).collect();
     // A stable order, so a file plus the same environment always gives the same result.
     overrides.sort();
@@ -73,9 +96,14 @@ pub(super) fn apply(
             }
             None => &mut *table,
         };
+        let path = match section {
+            Some(section) => format!("{section}.{field}"),
+            None => field.clone(),
+        };
+        origins.0.push((path, name));
         target.insert(field, value);
     }
-    Ok(())
+    Ok(origins)
 }
 
 fn parse(field: &str, raw: &str) -> toml::Value {

@@ -39,6 +39,56 @@ impl SettingsError {
     }
 }
 
+/// A TOML syntax error: the file, line and column, the offending line
+/// (with the value masked when its key names a secret or a URL), and a
+/// hint when the text is Python rather than TOML.
+pub(crate) fn syntax(source: &str, text: &str, error: &toml::de::Error) -> SettingsError {
+    let at = error.span().map_or(0, |span| span.start).min(text.len());
+    let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    let line_number = text[..at].matches('\n').count() + 1;
+    let column = text[line_start..at].chars().count() + 1;
+    let line = shown_line(&text[line_start..line_end]);
+    let reason = error.message().trim_end_matches('\n');
+    let mut message = format!("not valid TOML at line {line_number}, column {column}: {reason}: `{line}`");
+    if let Some(hint) = python_hint(&text[line_start..line_end]) {
+        message.push_str("; ");
+        message.push_str(hint);
+    }
+    SettingsError::new(source, "", message)
+}
+
+/// The line as written, unless it assigns a secret or a URL.
+fn shown_line(line: &str) -> String {
+    let trimmed = line.trim();
+    match trimmed.split_once('=') {
+        Some((key, _)) if is_secret_key(key) => format!("{} = ***", key.trim()),
+        _ => trimmed.to_owned(),
+    }
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.trim().trim_matches(['"', '\'']).to_ascii_lowercase();
+    crate::secret::names_a_secret(&key) || key.contains("url")
+}
+
+/// Python spellings that settings copied from `settings.py` carry.
+fn python_hint(line: &str) -> Option<&'static str> {
+    let value = line.split_once('=').map_or(line, |(_, value)| value).trim();
+    let word = value.trim_end_matches(',');
+    if word == "None" {
+        Some("`None` is Python: leave the key out to keep its default")
+    } else if word == "True" || word == "False" {
+        Some("TOML writes booleans in lower case: `true`, `false`")
+    } else if value.starts_with('{') && value.contains(':') {
+        Some("TOML inline tables use `=`: `{ max_connections = 50 }`, not `{'max_connections': 50}`")
+    } else if value.trim_start_matches(['[', ' ']).starts_with('(') {
+        Some("TOML has no tuples: write an array, `[\"host\", 26379]`")
+    } else {
+        None
+    }
+}
+
 /// Deserializes with the path of the failing field and a "did you mean".
 pub(crate) fn deserialize<T: DeserializeOwned>(value: toml::Value, source: &str) -> Result<T, SettingsError> {
     serde_path_to_error::deserialize(value).map_err(|error| {

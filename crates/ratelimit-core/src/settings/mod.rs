@@ -8,6 +8,7 @@
 //! the settings by [`build`](crate::settings::build_store).
 
 mod build;
+mod django;
 mod env;
 mod error;
 
@@ -49,6 +50,26 @@ pub struct MemorySettings {
 impl Default for MemorySettings {
     fn default() -> Self {
         Self { max_keys: 10_000, cleanup_interval: 300 }
+    }
+}
+
+impl MemorySettings {
+    /// Checks every field; the error names the one that is wrong.
+    pub fn validate(&self) -> Result<(), crate::FieldError> {
+        let invalid = |field, problem: &str| Err(crate::FieldError::new("memory", field, problem));
+        if self.max_keys == 0 {
+            return invalid("max_keys", "must be at least 1");
+        }
+        if self.cleanup_interval > 86_400 {
+            return invalid(
+                "cleanup_interval",
+                &format!(
+                    "{} seconds is outside 0–86400 seconds (0 turns sweeping off; durations are in seconds, not milliseconds)",
+                    self.cleanup_interval
+                ),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -197,11 +218,11 @@ impl Settings {
         source: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, SettingsError> {
-        let mut table: toml::Table = toml::from_str(text)
-            .map_err(|e| SettingsError::new(source, "", format!("not valid TOML: {}", e.message())))?;
-        env::apply(&mut table, env, source)?;
-        let settings: Settings = error::deserialize(toml::Value::Table(table), source)?;
-        settings.validate(source)?;
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| error::syntax(source, text, &e))?;
+        let origins = env::apply(&mut table, env, source)?;
+        django::adapt(&mut table, source)?;
+        let settings: Settings = error::deserialize(toml::Value::Table(table), source).map_err(|e| origins.blame(e))?;
+        settings.validate(source).map_err(|e| origins.blame(e))?;
         Ok(settings)
     }
 
@@ -218,11 +239,13 @@ impl Settings {
         if self.backend == "multi" && self.backends.is_empty() {
             return fail("backends", "backend = \"multi\" needs at least one [[backends]] entry".into());
         }
-        if self.health_check_interval.is_zero() {
-            return fail("health_check_interval", "must be above 0".into());
-        }
-        if self.health_check_timeout.is_zero() {
-            return fail("health_check_timeout", "must be above 0".into());
+        for (field, value, range) in [
+            ("health_check_interval", self.health_check_interval, (0.1, 3600.0)),
+            ("health_check_timeout", self.health_check_timeout, (0.01, 60.0)),
+        ] {
+            if let Err(problem) = crate::serde_seconds::check(value, range) {
+                return fail(field, problem);
+            }
         }
         if self.key_prefix.contains(['{', '}']) {
             return fail("key_prefix", "must not contain braces (they would move Redis Cluster hash slots)".into());
@@ -252,6 +275,15 @@ impl Settings {
             if let Err(error) = Limit::new(rate, self.algorithm).validate() {
                 return fail(&field, error.to_string());
             }
+        }
+        // Every store's settings, checked now: a setting that cannot give
+        // a working store stops the start, naming its field, rather than
+        // failing every request later.
+        build::specs(self, source)?;
+        if let Some(breaker) = &self.circuit_breaker {
+            breaker
+                .validate()
+                .map_err(|e| SettingsError::new(source, &format!("circuit_breaker.{}", e.field), e.problem))?;
         }
         Ok(())
     }

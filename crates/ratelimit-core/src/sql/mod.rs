@@ -139,7 +139,7 @@ impl SqlStore {
     /// bounded by `connect_timeout`, so a store that returns is ready for
     /// a burst of decisions.
     pub async fn connect(settings: SqlSettings) -> Result<Self, StoreError> {
-        let engine = settings.validate().map_err(StoreError::Config)?;
+        let engine = settings.validate().map_err(|e| StoreError::Config(e.to_string()))?;
         let bound = settings.connect_timeout;
         // sqlx retries a refused connection until its acquire timeout, which
         // is this same bound: whichever fires first, the cause is the same.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::SecretUrl;
+use crate::{FieldError, SecretUrl};
 
 /// The database engine a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +35,7 @@ impl Engine {
             "mysql" | "mariadb" => Ok(Engine::MySql),
             "sqlite" => Ok(Engine::Sqlite),
             _ => Err(format!(
-                "database.url: unsupported scheme {scheme:?}; use postgres://, mysql://, mariadb://, sqlite://PATH or sqlite::memory:"
+                "unsupported scheme {scheme:?}; use postgres://, mysql://, mariadb://, sqlite://PATH or sqlite::memory:"
             )),
         }
     }
@@ -104,6 +104,16 @@ impl Default for SqlSettings {
     }
 }
 
+/// How long connecting may take: a network round trip or a file lock,
+/// never minutes.
+const CONNECT_TIMEOUT_RANGE: (f64, f64) = (0.001, 60.0);
+/// How long one decision may take on the request path.
+const DECISION_TIMEOUT_RANGE: (f64, f64) = (0.001, 60.0);
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> FieldError {
+    FieldError::new("database", field, problem)
+}
+
 impl SqlSettings {
     /// The defaults with a database URL.
     pub fn from_url(url: impl Into<String>) -> Self {
@@ -111,29 +121,27 @@ impl SqlSettings {
     }
 
     /// Checks every field; the error names the one that is wrong.
-    pub fn validate(&self) -> Result<Engine, String> {
-        let engine = Engine::from_url(self.url.expose())?;
-        check_secret_parameters(engine, self.url.expose())?;
+    pub fn validate(&self) -> Result<Engine, FieldError> {
+        let engine = Engine::from_url(self.url.expose()).map_err(|problem| invalid("url", problem))?;
+        check_secret_parameters(engine, self.url.expose()).map_err(|problem| invalid("url", problem))?;
         if self.max_connections == 0 {
-            return Err("database.max_connections: must be at least 1".to_owned());
+            return Err(invalid("max_connections", "must be at least 1"));
         }
-        if self.connect_timeout.is_zero() {
-            return Err("database.connect_timeout: must be positive".to_owned());
-        }
-        if self.timeout.is_zero() {
-            return Err("database.timeout: must be positive".to_owned());
-        }
+        crate::serde_seconds::check(self.connect_timeout, CONNECT_TIMEOUT_RANGE)
+            .map_err(|problem| invalid("connect_timeout", problem))?;
+        crate::serde_seconds::check(self.timeout, DECISION_TIMEOUT_RANGE)
+            .map_err(|problem| invalid("timeout", problem))?;
         let prefix_ok = self.table_prefix.len() <= 32
             && self.table_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             && !self.table_prefix.starts_with(|c: char| c.is_ascii_digit());
         if !prefix_ok {
-            return Err(format!(
-                "database.table_prefix: {:?} must be at most 32 letters, digits or '_', not starting with a digit",
-                self.table_prefix
+            return Err(invalid(
+                "table_prefix",
+                format!("{:?} must be at most 32 letters, digits or '_', not starting with a digit", self.table_prefix),
             ));
         }
         if self.cleanup_batch_size == 0 {
-            return Err("database.cleanup_batch_size: must be at least 1".to_owned());
+            return Err(invalid("cleanup_batch_size", "must be at least 1"));
         }
         Ok(engine)
     }
