@@ -78,7 +78,7 @@ fn rule(
         .key(key(&middleware.key))
         .trusted_proxies(&middleware.trusted_proxies)
         .key_prefix(settings.key_prefix.clone())
-        .shared_store(store.clone())
+        .store(store.clone())
         .mode(if middleware.block { Mode::Enforce } else { Mode::Shadow })
         .failure_policy(match settings.failure_mode {
             FailureMode::Open => FailurePolicy::FailOpen,

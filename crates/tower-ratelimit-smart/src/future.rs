@@ -12,7 +12,7 @@ use ratelimit_core::{BoxFuture, Decisions};
 use tower_service::Service;
 
 use crate::body::ResponseBody;
-use crate::config::{FailurePolicy, Mode, Shared};
+use crate::config::{FailurePolicy, Mode, Policy};
 use crate::headers::{self, X_RATELIMIT_STATUS};
 use crate::service::Answer;
 use crate::telemetry::{Fallback, Outcome};
@@ -36,7 +36,7 @@ pin_project! {
             // Boxed: only stores that wait take this path, and it keeps the
             // future small for the synchronous one.
             pending: Option<Box<(S, Request<B>)>>,
-            shared: Arc<Shared>,
+            shared: Arc<Policy>,
         },
         Calling {
             #[pin]
@@ -53,7 +53,7 @@ pin_project! {
 enum After {
     Nothing,
     /// The decision's headers; `true` when the in-process fallback made it.
-    Headers(Arc<Shared>, Decisions, bool),
+    Headers(Arc<Policy>, Decisions, bool),
     Degraded,
 }
 
@@ -73,12 +73,12 @@ where
         check: BoxFuture<'static, Answer>,
         inner: S,
         request: Request<B>,
-        shared: Arc<Shared>,
+        shared: Arc<Policy>,
     ) -> Self {
         Self { state: State::Checking { check, pending: Some(Box::new((inner, request))), shared } }
     }
 
-    pub(crate) fn decided(answer: Answer, shared: Arc<Shared>, inner: S, request: Request<B>) -> Self {
+    pub(crate) fn decided(answer: Answer, shared: Arc<Policy>, inner: S, request: Request<B>) -> Self {
         Self { state: next_state(answer, shared, inner, request) }
     }
 
@@ -90,7 +90,7 @@ where
 /// Turns the store's answer into the next state.
 fn next_state<S, B>(
     answer: Answer,
-    shared: Arc<Shared>,
+    shared: Arc<Policy>,
     mut inner: S,
     mut request: Request<B>,
 ) -> State<S::Future, S, B>

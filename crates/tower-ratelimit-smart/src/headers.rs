@@ -14,7 +14,7 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use ratelimit_core::Decisions;
 
-use crate::config::{PolicyLimit, Shared};
+use crate::config::{Policy, PolicyLimit};
 
 /// `X-RateLimit-Limit`.
 pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -78,7 +78,7 @@ pub(crate) fn policy_header(limits: &[PolicyLimit]) -> HeaderValue {
 }
 
 /// Adds the configured rate-limit headers for `decisions`.
-pub(crate) fn insert_rate_headers(shared: &Shared, decisions: &Decisions, headers: &mut HeaderMap) {
+pub(crate) fn insert_rate_headers(shared: &Policy, decisions: &Decisions, headers: &mut HeaderMap) {
     let style = shared.headers;
     if style.legacy() {
         if let Some(i) = decisions.binding_index() {
@@ -116,7 +116,7 @@ pub(crate) fn limited_body_prefix(policy: &str) -> String {
 }
 
 /// The response to a limited request.
-pub(crate) fn limited(shared: &Shared, decisions: &Decisions) -> Response<Bytes> {
+pub(crate) fn limited(shared: &Policy, decisions: &Decisions) -> Response<Bytes> {
     let binding = decisions.most_restrictive();
     let retry = binding.and_then(|d| d.retry_after).map(|d| ceil_secs(d).max(1));
     let mut response = match &shared.on_limited {

@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
-use crate::config::{MissingKey, RateLimitConfig, Shared};
+use crate::config::{MissingKey, Policy, RateLimitConfig};
 use crate::future::ResponseFuture;
 use crate::headers;
 use crate::key::{Client, KeyContext, write_client};
@@ -98,7 +98,7 @@ enum Plan {
 }
 
 /// Decides, from the request head alone, whether and how to check it.
-fn plan(shared: &Shared, parts: &Parts) -> Plan {
+fn plan(shared: &Policy, parts: &Parts) -> Plan {
     if shared.methods.as_ref().is_some_and(|m| !m.contains(&parts.method)) {
         return Plan::Pass;
     }
@@ -150,7 +150,7 @@ fn plan(shared: &Shared, parts: &Parts) -> Plan {
 
 type Keys = SmallVec<[String; 2]>;
 
-fn limit_checks<'a>(shared: &'a Shared, keys: &'a Keys) -> SmallVec<[LimitCheck<'a>; 2]> {
+fn limit_checks<'a>(shared: &'a Policy, keys: &'a Keys) -> SmallVec<[LimitCheck<'a>; 2]> {
     shared.limits.iter().zip(keys).map(|(l, key)| LimitCheck { key, limit: &l.limit }).collect()
 }
 
@@ -163,7 +163,7 @@ pub(crate) struct Answer {
 }
 
 /// Starts the store check; the future owns everything it borrows.
-fn start_check(shared: Arc<Shared>, keys: Keys, cost: u64) -> BoxFuture<'static, Answer> {
+fn start_check(shared: Arc<Policy>, keys: Keys, cost: u64) -> BoxFuture<'static, Answer> {
     Box::pin(async move {
         let checks = limit_checks(&shared, &keys);
         let result = shared.store.check(CheckRequest::new(&checks, cost)).await;
@@ -173,7 +173,7 @@ fn start_check(shared: Arc<Shared>, keys: Keys, cost: u64) -> BoxFuture<'static,
 
 /// With `FailurePolicy::Local`, a store failure is answered by the
 /// in-process store instead.
-fn or_local(shared: &Shared, checks: &[LimitCheck<'_>], cost: u64, result: Result<Decisions, StoreError>) -> Answer {
+fn or_local(shared: &Policy, checks: &[LimitCheck<'_>], cost: u64, result: Result<Decisions, StoreError>) -> Answer {
     let result = result.and_then(|decisions| well_formed(decisions, checks.len()));
     match (result, &shared.local) {
         (Err(error), Some(local)) => {

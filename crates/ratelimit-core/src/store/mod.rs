@@ -145,8 +145,13 @@ impl<S: Store> DynStore for S {
 pub struct SharedStore(Arc<dyn DynStore>);
 
 impl SharedStore {
-    /// Wraps a store.
-    pub fn new(store: impl Store) -> Self {
+    /// Wraps a store; a store that is already a `SharedStore` is returned
+    /// as it is, not wrapped a second time (which would cost a second
+    /// indirection and boxed future per call).
+    pub fn new<S: Store>(store: S) -> Self {
+        if let Some(shared) = (&store as &dyn std::any::Any).downcast_ref::<SharedStore>() {
+            return shared.clone();
+        }
         Self(Arc::new(store))
     }
 
@@ -177,5 +182,17 @@ impl Store for SharedStore {
     }
     fn health(&self) -> impl Future<Output = Result<Health, StoreError>> + Send {
         self.0.health_boxed()
+    }
+}
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_store_is_not_wrapped_twice() {
+        let once = SharedStore::new(crate::MemoryStore::new());
+        let again = SharedStore::new(once.clone());
+        assert!(Arc::ptr_eq(&once.0, &again.0));
     }
 }

@@ -1,0 +1,56 @@
+//! The runtime state of one policy, shared by every clone of a layer.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Method};
+use ratelimit_core::{Decisions, Limit, SharedStore};
+
+use super::{FailurePolicy, HeaderStyle, MissingKey, Mode};
+use crate::key::{Key, TrustedProxies};
+use crate::net::IpNet;
+use crate::telemetry::Telemetry;
+
+pub(crate) type CostFn = dyn Fn(&Parts) -> u64 + Send + Sync;
+pub(crate) type SkipFn = dyn Fn(&Parts) -> bool + Send + Sync;
+/// Builds the response for a limited request; the layer adds the
+/// rate-limit headers and `Retry-After` to whatever it returns.
+pub type LimitedHandler = dyn Fn(&Decisions) -> http::Response<Bytes> + Send + Sync;
+
+/// One configured limit with the names it goes by.
+pub(crate) struct PolicyLimit {
+    pub(crate) limit: Limit,
+    /// Part of the store key and the name in the IETF headers.
+    pub(crate) id: String,
+    /// `{prefix}{id}:{algorithm}:{`, the key up to the identity.
+    pub(crate) key_head: String,
+    /// The capacity as a header value, made once.
+    pub(crate) limit_value: HeaderValue,
+}
+
+/// One policy, validated and ready to serve: its limits with their
+/// names, how it finds the key, and what it does when limited or when the
+/// store fails. Layers share it behind an `Arc`.
+pub(crate) struct Policy {
+    pub(crate) store: SharedStore,
+    pub(crate) limits: Vec<PolicyLimit>,
+    pub(crate) policy: String,
+    pub(crate) key: Key,
+    pub(crate) trusted: TrustedProxies,
+    pub(crate) ipv6_prefix: u8,
+    pub(crate) missing_key: MissingKey,
+    pub(crate) failure: FailurePolicy,
+    /// The in-process store of `FailurePolicy::Local`.
+    pub(crate) local: Option<SharedStore>,
+    pub(crate) mode: Mode,
+    pub(crate) headers: HeaderStyle,
+    pub(crate) policy_header: HeaderValue,
+    pub(crate) limited_body_prefix: String,
+    pub(crate) cost: Option<Arc<CostFn>>,
+    pub(crate) skip: Option<Arc<SkipFn>>,
+    pub(crate) allow: Vec<IpNet>,
+    pub(crate) methods: Option<Vec<Method>>,
+    pub(crate) on_limited: Option<Arc<LimitedHandler>>,
+    pub(crate) telemetry: Telemetry,
+}
