@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .key(Key::ip())
         .store(store)
         // If Redis goes away, let requests through (flagged) rather than fail them.
-        .failure_policy(FailurePolicy::FailOpen)
+        .failure_policy(FailurePolicy::Open)
         .build()?;
     let app =
         Router::new().route("/", get(|| async { "hello from behind Redis\n" })).layer(RateLimitLayer::new(config));

@@ -274,7 +274,7 @@ async fn store_failure_fails_open_or_closed_as_configured() {
         .policy("closed")
         .rate("1/m")
         .store(DownStore)
-        .failure_policy(FailurePolicy::FailClosed)
+        .failure_policy(FailurePolicy::Closed)
         .build()
         .unwrap();
     let app = Router::new()

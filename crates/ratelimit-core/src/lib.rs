@@ -35,6 +35,7 @@ pub mod breaker;
 pub mod clock;
 mod decision;
 mod error;
+mod failure;
 pub mod key;
 #[cfg(feature = "memory")]
 pub mod memory;
@@ -58,6 +59,7 @@ pub use breaker::{BreakerConfig, BreakerState, BreakerStatus, CircuitBreaker};
 pub use clock::{Clock, FakeClock, SystemClock, UnixNanos};
 pub use decision::{Decision, Decisions};
 pub use error::{ACCEPTED_RATE_FORMS, AlgorithmParseError, FieldError, LimitError, RateParseError, StoreError};
+pub use failure::FailurePolicy;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 pub use multi::{MultiStore, MultiStoreConfig, Strategy};

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use ratelimit_core::multi::Strategy;
-use ratelimit_core::settings::{FailureMode, StoreRegistry, build_store};
+use ratelimit_core::settings::{StoreRegistry, build_store};
 use ratelimit_core::{
-    Algorithm, CheckRequest, Limit, LimitCheck, MemoryStore, SecretUrl, Settings, SharedStore, Store,
+    Algorithm, CheckRequest, FailurePolicy, Limit, LimitCheck, MemoryStore, SecretUrl, Settings, SharedStore, Store,
 };
 
 const FULL: &str = r#"
@@ -63,7 +63,7 @@ fn every_section_is_read() {
     let s = Settings::from_toml(FULL, "limits.toml", no_env()).unwrap();
     assert_eq!(s.backend, "redis");
     assert_eq!(s.algorithm, Algorithm::TokenBucket);
-    assert_eq!(s.failure_mode, FailureMode::Closed);
+    assert_eq!(s.failure_mode, FailurePolicy::Closed);
     assert_eq!(s.memory.max_keys, 500);
     assert_eq!(s.redis.port, 6380);
     assert_eq!(s.redis.socket_timeout, Duration::from_millis(200));

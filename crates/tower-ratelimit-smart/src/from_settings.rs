@@ -3,10 +3,10 @@
 
 use std::fmt::Write;
 
-use ratelimit_core::settings::{FailureMode, MiddlewareSettings, StoreRegistry, build_store};
+use ratelimit_core::settings::{MiddlewareSettings, StoreRegistry, build_store};
 use ratelimit_core::{Rate, Settings, SettingsError, SharedStore};
 
-use crate::{ConfigError, FailurePolicy, IpNet, Key, Mode, RateLimitConfig, RateLimitLayer};
+use crate::{ConfigError, IpNet, Key, Mode, RateLimitConfig, RateLimitLayer};
 
 const SOURCE: &str = "settings";
 
@@ -80,11 +80,7 @@ fn rule(
         .key_prefix(settings.key_prefix.clone())
         .store(store.clone())
         .mode(if middleware.block { Mode::Enforce } else { Mode::Shadow })
-        .failure_policy(match settings.failure_mode {
-            FailureMode::Open => FailurePolicy::FailOpen,
-            FailureMode::Closed => FailurePolicy::FailClosed,
-            FailureMode::Local => FailurePolicy::Local,
-        })
+        .failure_policy(settings.failure_mode)
         .build()
         .map_err(|e| match e {
             ConfigError::Network { source, .. } => {

@@ -107,7 +107,7 @@ where
             if shared.mode == Mode::Shadow {
                 return State::Calling { future: inner.call(request), after: After::Nothing };
             }
-            if shared.failure == FailurePolicy::FailOpen {
+            if shared.failure == FailurePolicy::Open {
                 shared.telemetry.fell_back(Fallback::Open);
                 return State::Calling { future: inner.call(request), after: After::Degraded };
             }

@@ -120,7 +120,7 @@ async fn a_store_still_connecting_is_reported_as_connecting() {
             .policy("slow")
             .rate("2/h")
             .store(store)
-            .failure_policy(FailurePolicy::FailClosed)
+            .failure_policy(FailurePolicy::Closed)
             .build()
             .unwrap(),
     );
@@ -174,7 +174,7 @@ async fn a_malformed_store_answer_is_a_store_failure() {
             RateLimitConfig::builder()
                 .rate("2/h")
                 .store(Malformed(count))
-                .failure_policy(FailurePolicy::FailClosed)
+                .failure_policy(FailurePolicy::Closed)
                 .build()
                 .unwrap(),
         );

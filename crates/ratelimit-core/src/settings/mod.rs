@@ -22,20 +22,7 @@ pub use self::build::{BuiltStore, StoreFactory, StoreRegistry, build_store};
 pub use self::error::SettingsError;
 use crate::breaker::BreakerConfig;
 use crate::multi::Strategy;
-use crate::{Algorithm, Limit, Rate};
-
-/// What a layer does when its store cannot answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureMode {
-    /// Let the request through, flagged as not limited.
-    #[default]
-    Open,
-    /// Answer 503 Service Unavailable.
-    Closed,
-    /// Decide with a bounded in-process memory store.
-    Local,
-}
+use crate::{Algorithm, FailurePolicy, Limit, Rate};
 
 /// The memory store's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,7 +136,7 @@ pub struct Settings {
     /// Prepended to every store key (default `ratelimit:`).
     pub key_prefix: String,
     /// `open` (default), `closed` or `local`.
-    pub failure_mode: FailureMode,
+    pub failure_mode: FailurePolicy,
     /// `[memory]`.
     pub memory: MemorySettings,
     /// `[redis]`.
@@ -186,7 +173,7 @@ impl Default for Settings {
             backend: "memory".into(),
             algorithm: Algorithm::SlidingWindow,
             key_prefix: "ratelimit:".into(),
-            failure_mode: FailureMode::Open,
+            failure_mode: FailurePolicy::Open,
             memory: MemorySettings::default(),
             redis: Default::default(),
             database: Default::default(),

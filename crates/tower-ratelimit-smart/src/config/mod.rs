@@ -14,10 +14,11 @@ use ratelimit_core::SharedStore;
 
 pub use self::builder::{IntoRate, RateLimitConfigBuilder};
 pub use self::error::ConfigError;
-pub use self::options::{FailurePolicy, HeaderStyle, MAX_RATES, MissingKey, Mode};
+pub use self::options::{HeaderStyle, MAX_RATES, MissingKey, Mode};
 pub use self::policy::LimitedHandler;
 pub(crate) use self::policy::{Policy, PolicyLimit};
 use self::routing::PathRoutes;
+pub use ratelimit_core::FailurePolicy;
 
 /// A validated configuration; cheap to clone (layers share it).
 #[derive(Clone)]

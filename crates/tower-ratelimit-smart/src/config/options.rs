@@ -57,20 +57,3 @@ pub enum MissingKey {
     /// Let the request through unlimited.
     Skip,
 }
-
-/// What a request gets when the store cannot answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FailurePolicy {
-    /// Let the request through, flagged with `X-RateLimit-Status: degraded`
-    /// and a warning in the logs.
-    #[default]
-    FailOpen,
-    /// Answer 503 Service Unavailable with a problem body (never 429: the
-    /// client did nothing wrong).
-    FailClosed,
-    /// Decide with a bounded in-process memory store (10,000 keys) while
-    /// the configured store is down: limits hold per process instead of
-    /// across the fleet.
-    Local,
-}
