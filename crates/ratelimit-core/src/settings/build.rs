@@ -189,6 +189,24 @@ fn parse<T: DeserializeOwned>(config: toml::Value, source: &str, field: &str) ->
     })
 }
 
+/// Refuses an `algorithm` in a `[[backends]]` entry: the members of a
+/// chain decide the same limits in turn, so they share the top-level one
+/// (see [`Settings::default_algorithm`]).
+#[cfg(any(feature = "redis", feature = "sql"))]
+fn no_own_algorithm(algorithm: Option<crate::Algorithm>, source: &str, field: &str) -> Result<(), SettingsError> {
+    match algorithm {
+        Some(own) => Err(SettingsError::new(
+            source,
+            &format!("{field}.algorithm"),
+            format!(
+                "{own} cannot be set per member of a multi-store: its members decide the same limits in turn; \
+                 set the top-level `algorithm`"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(feature = "memory")]
 fn memory_store(memory: &MemorySettings, source: &str, field: &str) -> Result<SharedStore, SettingsError> {
     if memory.max_keys == 0 {
@@ -207,7 +225,11 @@ fn memory_store(_: &MemorySettings, source: &str, field: &str) -> Result<SharedS
 fn redis_store(config: Section<'_>, source: &str, field: &str) -> Result<Connected, SettingsError> {
     let redis: crate::redis::RedisSettings = match config {
         Section::Own(settings) => settings.redis.clone(),
-        Section::Entry(table) => parse(table, source, field)?,
+        Section::Entry(table) => {
+            let redis: crate::redis::RedisSettings = parse(table, source, field)?;
+            no_own_algorithm(redis.algorithm, source, field)?;
+            redis
+        }
     };
     redis.validate().map_err(|e| SettingsError::new(source, field, e.to_string()))?;
     let wait = redis.socket_connect_timeout;
@@ -227,7 +249,11 @@ fn redis_store(_: Section<'_>, source: &str, field: &str) -> Result<Connected, S
 fn sql_store(config: Section<'_>, source: &str, field: &str) -> Result<Connected, SettingsError> {
     let database: crate::sql::SqlSettings = match config {
         Section::Own(settings) => settings.database.clone(),
-        Section::Entry(table) => parse(table, source, field)?,
+        Section::Entry(table) => {
+            let database: crate::sql::SqlSettings = parse(table, source, field)?;
+            no_own_algorithm(database.algorithm, source, field)?;
+            database
+        }
     };
     if database.url.expose().is_empty() {
         return Err(SettingsError::new(source, &format!("{field}.url"), "is required for the database store"));
