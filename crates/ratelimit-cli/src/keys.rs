@@ -15,7 +15,8 @@ pub(crate) struct LimitArgs {
     /// The key's rate, e.g. `100/m`.
     #[arg(long)]
     rate: Rate,
-    /// The key's algorithm; the settings' `algorithm` when left out.
+    /// The key's algorithm; when left out, the settings' default (the
+    /// store's own `algorithm`, else the top-level one).
     #[arg(long)]
     algorithm: Option<Algorithm>,
 }
@@ -24,7 +25,7 @@ async fn open(args: &LimitArgs) -> Result<(SharedStore, Limit), String> {
     let settings = Settings::from_file(&args.config).map_err(|e| e.to_string())?;
     let source = args.config.display().to_string();
     let built = build_store(&settings, &StoreRegistry::new(), &source).await.map_err(|e| e.to_string())?;
-    let limit = Limit::new(args.rate, args.algorithm.unwrap_or(settings.algorithm));
+    let limit = Limit::new(args.rate, args.algorithm.unwrap_or_else(|| settings.default_algorithm()));
     Ok((built.store, limit))
 }
 

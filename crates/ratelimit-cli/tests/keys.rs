@@ -37,3 +37,30 @@ fn check_peek_and_reset_one_key() {
     assert_eq!(code, 2);
     assert!(out.contains("did you mean `backend`?"), "{out}");
 }
+
+/// Without `--algorithm`, a key is read under the store's own algorithm
+/// when the settings give one: after two of two per day, a token bucket
+/// has one token back in half a day (a fixed window would wait for its
+/// end, when it is also full again).
+#[test]
+fn the_stores_algorithm_is_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("limits.toml");
+    let url = format!("sqlite://{}", dir.path().join("limits.db").display());
+    let text = format!(
+        "backend = \"database\"\nalgorithm = \"fixed_window\"\n[database]\nurl = \"{url}\"\nalgorithm = \"token_bucket\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let key = "ratelimit:api:token_bucket:{203.0.113.9}";
+    let (code, out) = ratelimit(&config, &["check", key, "--times", "3", "--rate", "2/d"]);
+    assert_eq!((code, out.trim()), (0, "admitted 2 of 3"));
+    let (code, out) = ratelimit(&config, &["peek", key, "--rate", "2/d"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("limit: 2/d (token_bucket)"), "{out}");
+    let seconds = |label: &str| -> f64 {
+        let line = out.lines().find_map(|l| l.strip_prefix(label)).unwrap_or_else(|| panic!("{label} {out}"));
+        line.trim().trim_end_matches(" s").parse().unwrap()
+    };
+    let (retry, full) = (seconds("retry after:"), seconds("full again in:"));
+    assert!((43_100.0..=43_200.0).contains(&retry) && (86_300.0..=86_400.0).contains(&full), "{out}");
+}

@@ -515,3 +515,146 @@ async fn tls_with_a_private_ca() {
     };
     assert!(RedisStore::connect(plain).await.unwrap_err().to_string().contains("tls_ca_cert"));
 }
+
+/// This process's connections to `ports` once `ready` holds for them (or
+/// after two seconds, for the caller's assertion to show); `None` where
+/// the kernel's table cannot be read.
+async fn settled_connections(
+    ports: &[u16],
+    ready: impl Fn(&[support::tcp::Connection]) -> bool,
+) -> Option<Vec<support::tcp::Connection>> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let connections = support::tcp::connections_to(ports)?;
+        if ready(&connections) || Instant::now() > deadline {
+            return Some(connections);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Connects one store with `socket_keepalive` on, then one with it off,
+/// to the servers at `ports`, and reads both stores' sockets in the
+/// kernel's table: the first store's all run a keepalive timer due within
+/// the store's idle time (not the kernel's two-hour default), the second
+/// store's none.
+async fn check_keepalive(ports: &[u16], settings: RedisSettings) {
+    let Some(before) = support::tcp::connections_to(ports) else {
+        eprintln!("skipped: /proc/net/tcp cannot be read on this system");
+        return;
+    };
+    assert!(before.is_empty(), "no connection yet: {before:?}");
+    let with = RedisStore::connect(RedisSettings { socket_keepalive: true, ..settings.clone() }).await.unwrap();
+    let first = settled_connections(ports, |c| !c.is_empty() && c.iter().all(|c| c.keepalive.is_some())).await.unwrap();
+    assert!(!first.is_empty() && first.iter().all(|c| c.keepalive.is_some()), "{first:?}");
+    for connection in &first {
+        let due = connection.keepalive.unwrap();
+        assert!(due <= Duration::from_secs(61), "first probe after 60 s idle at most: {connection:?}");
+    }
+    let without = RedisStore::connect(RedisSettings { socket_keepalive: false, ..settings }).await.unwrap();
+    let all = settled_connections(ports, |c| c.len() > first.len()).await.unwrap();
+    let plain = all.iter().filter(|c| c.keepalive.is_none()).count();
+    assert_eq!(all.len() - plain, first.len(), "only the first store's connections have keepalive: {all:?}");
+    assert_eq!(plain, all.len() - first.len(), "{all:?}");
+    assert!(plain > 0, "the second store has connections of its own: {all:?}");
+    drop((with, without));
+}
+
+#[tokio::test]
+async fn socket_keepalive_sets_tcp_keepalive_on_standalone_connections() {
+    if !redis_available() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let settings = RedisSettings { max_connections: 3, ..patient(RedisSettings::from_url(server.url())) };
+    check_keepalive(&[server.port], settings).await;
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_keepalive_sets_tcp_keepalive_on_cluster_connections() {
+    if !redis_available() {
+        return;
+    }
+    let cluster = support::redis_servers::Cluster::start(false);
+    let ports: Vec<u16> = cluster.nodes.iter().map(|n| n.port).collect();
+    check_keepalive(&ports, patient(RedisSettings::cluster(cluster.startup_nodes()))).await;
+}
+
+#[cfg(feature = "redis-sentinel")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_keepalive_sets_tcp_keepalive_on_sentinel_connections() {
+    use support::redis_servers::{SERVICE, SentinelSet};
+    if !redis_available() {
+        return;
+    }
+    let set = SentinelSet::start();
+    let settings = patient(RedisSettings::sentinel([("127.0.0.1".to_owned(), set.sentinel_port)], SERVICE));
+    check_keepalive(&[set.sentinel_port, set.primary.port, set.replica.port], settings).await;
+}
+
+/// A refused password is reported as refused credentials, at once, even
+/// with a connect timeout shorter than any retry backoff, naming the
+/// settings to check and never their values; the right password connects
+/// with the same timeout.
+#[tokio::test]
+async fn refused_credentials_are_reported_as_such_not_as_a_timeout() {
+    use ratelimit_core::Secret;
+    use ratelimit_core::redis::CredentialsRefused;
+    if !redis_available() {
+        return;
+    }
+    const PASSWORD: &str = "correct-horse-9f2c";
+    const WRONG: &str = "wrong-battery-71ab";
+    let server = Server::start(&[]);
+    server.cli(&["CONFIG", "SET", "requirepass", PASSWORD]);
+    let open = Server::start(&[]);
+    let short =
+        |settings: RedisSettings| RedisSettings { socket_connect_timeout: Duration::from_millis(100), ..settings };
+    let at = |port: u16| short(RedisSettings { port, ..RedisSettings::default() });
+    let cases = [
+        (
+            "a wrong password",
+            RedisSettings { password: Some(Secret::from(WRONG)), ..at(server.port) },
+            "authentication failed",
+        ),
+        (
+            "a wrong password in the url",
+            short(RedisSettings::from_url(format!("redis://:{WRONG}@127.0.0.1:{}", server.port))),
+            "authentication failed",
+        ),
+        (
+            "an unknown user",
+            RedisSettings {
+                username: Some("nobody".to_owned()),
+                password: Some(Secret::from(PASSWORD)),
+                ..at(server.port)
+            },
+            "authentication failed",
+        ),
+        ("no password", at(server.port), "requires a password and none was sent"),
+        (
+            "a password for a server that has none",
+            RedisSettings { password: Some(Secret::from(WRONG)), ..at(open.port) },
+            "authentication failed",
+        ),
+    ];
+    for (case, settings, reason) in cases {
+        let started = Instant::now();
+        let error = RedisStore::connect(settings).await.unwrap_err();
+        let took = started.elapsed();
+        let (shown, debug) = (error.to_string(), format!("{error:?}"));
+        assert!(!matches!(error, StoreError::Timeout { .. }), "{case}: {shown}");
+        assert!(shown.contains("refused the credentials") && shown.contains("redis.password"), "{case}: {shown}");
+        assert!(shown.contains(reason), "{case}: {shown}");
+        let source = std::error::Error::source(&error);
+        assert!(source.is_some_and(|s| s.is::<CredentialsRefused>()), "{case}: {debug}");
+        for text in [&shown, &debug] {
+            assert!(!text.contains(WRONG) && !text.contains(PASSWORD), "{case}: a password is shown: {text}");
+        }
+        assert!(took < Duration::from_secs(1), "{case}: took {took:?}");
+    }
+    let settings = RedisSettings { password: Some(Secret::from(PASSWORD)), ..at(server.port) };
+    let store = RedisStore::connect(settings).await.unwrap();
+    assert!(allowed(&store, "t:auth:{c}", &limit("5/m", Algorithm::FixedWindow), 1).await.unwrap());
+}

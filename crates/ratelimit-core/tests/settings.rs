@@ -261,3 +261,60 @@ async fn a_store_that_is_down_at_startup_is_retried_without_stalling_requests() 
     assert!(built.store.check(CheckRequest::new(&checks, 1)).await.unwrap().allowed());
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 }
+
+/// The single store's own `algorithm` is the default of limits that name
+/// none; otherwise, and always for a multi-store, the top-level one.
+#[test]
+fn the_single_stores_algorithm_is_the_default() {
+    let default_of = |text: &str, env: &[(&str, &str)]| {
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Settings::from_toml(text, "limits.toml", env).unwrap().default_algorithm()
+    };
+    let top = "algorithm = \"fixed_window\"\n";
+    let redis = format!("{top}backend = \"redis\"\n[redis]\nalgorithm = \"token_bucket\"\n");
+    assert_eq!(default_of(&redis, &[]), Algorithm::TokenBucket);
+    assert_eq!(default_of(&format!("{top}backend = \"redis\""), &[]), Algorithm::FixedWindow);
+    let database = format!("{top}backend = \"database\"\n[database]\nurl = \"sqlite::memory:\"\n");
+    assert_eq!(default_of(&database, &[]), Algorithm::FixedWindow);
+    let with_env = [("RATELIMIT_DATABASE_ALGORITHM", "sliding_window_counter")];
+    assert_eq!(default_of(&database, &with_env), Algorithm::SlidingWindowCounter);
+    // Another store's section does not apply.
+    let memory = format!("{top}[redis]\nalgorithm = \"token_bucket\"\n");
+    assert_eq!(default_of(&memory, &[]), Algorithm::FixedWindow);
+    let multi = format!(
+        "{top}backend = \"multi\"\n[redis]\nalgorithm = \"token_bucket\"\n\
+         [[backends]]\nname = \"r\"\nbackend = \"redis\"\n"
+    );
+    assert_eq!(default_of(&multi, &[]), Algorithm::FixedWindow);
+}
+
+/// The middleware's rates are checked against the algorithm they will
+/// run under: the store's own, when it sets one.
+#[test]
+fn middleware_rates_are_checked_against_the_stores_algorithm() {
+    let file = |top: &str, own: &str| {
+        format!(
+            "algorithm = \"{top}\"\nbackend = \"redis\"\n[redis]\nalgorithm = \"{own}\"\n\
+             [middleware]\ndefault_rate = \"20000/m\"\n"
+        )
+    };
+    Settings::from_toml(&file("sliding_window", "token_bucket"), "limits.toml", no_env()).unwrap();
+    let error = Settings::from_toml(&file("token_bucket", "sliding_window"), "limits.toml", no_env()).unwrap_err();
+    assert!(error.to_string().contains("middleware.default_rate"), "{error}");
+}
+
+/// A multi-store's members decide the same limits in turn, so a member's
+/// own `algorithm` is refused rather than ignored.
+#[tokio::test]
+async fn a_multi_store_member_cannot_set_its_own_algorithm() {
+    for (backend, config) in [
+        ("redis", "{ algorithm = \"token_bucket\" }"),
+        ("database", "{ url = \"sqlite::memory:\", algorithm = \"fixed_window\" }"),
+    ] {
+        let text =
+            format!("backend = \"multi\"\n[[backends]]\nname = \"m\"\nbackend = \"{backend}\"\nconfig = {config}\n");
+        let settings = Settings::from_toml(&text, "multi.toml", no_env()).unwrap();
+        let error = build_store(&settings, &StoreRegistry::new(), "multi.toml").await.unwrap_err().to_string();
+        assert!(error.contains("backends[0].config.algorithm") && error.contains("top-level"), "{error}");
+    }
+}

@@ -74,7 +74,7 @@ fn rule(
     RateLimitConfig::builder()
         .policy(policy)
         .rate(rate)
-        .algorithm(settings.algorithm)
+        .algorithm(settings.default_algorithm())
         .key(key(&middleware.key))
         .trusted_proxies(&middleware.trusted_proxies)
         .key_prefix(settings.key_prefix.clone())

@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Cmd, FromRedisValue, RedisError, ScriptInvocation};
+use ::redis::io::tcp::TcpSettings;
+use ::redis::io::tcp::socket2::TcpKeepalive;
+use ::redis::{Cmd, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError, ScriptInvocation};
 
 use super::STORE;
 use super::settings::RedisSettings;
@@ -32,24 +34,89 @@ impl Pool {
 }
 
 pub(super) fn manager_config(settings: &RedisSettings) -> ConnectionManagerConfig {
-    // Reconnection happens in the background; a request never waits longer
-    // than the socket timeout, so the manager itself does not retry.
+    // One attempt per connection: the manager would retry every failure,
+    // a refused password included, after a backoff of 100 ms or more, so
+    // with a short connect timeout the caller's bound fired first and the
+    // refusal was reported as a timeout. A connection that breaks is made
+    // again on its next use, and the first connection is retried by the
+    // background connector (`ConnectingStore`).
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(settings.socket_connect_timeout))
         .set_response_timeout(Some(settings.socket_timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500))
+        .set_number_of_retries(0)
+}
+
+/// Idle time before the first keepalive probe. The kernel's default (two
+/// hours on Linux) is longer than the idle timeout of most NAT gateways,
+/// firewalls and load balancers, which then drop a quiet connection
+/// without a word; the next decision would wait out `socket_timeout` on it.
+pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// Time between unanswered probes, where the platform lets it be set.
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The TCP options of every connection to a server or a sentinel.
+pub(super) fn tcp_settings(settings: &RedisSettings) -> TcpSettings {
+    let tcp = TcpSettings::default();
+    if !settings.socket_keepalive {
+        return tcp;
+    }
+    let keepalive = TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos", target_os = "windows"))]
+    let keepalive = keepalive.with_interval(KEEPALIVE_INTERVAL);
+    tcp.set_keepalive(keepalive)
+}
+
+/// Connection details for `url` with the settings' TCP options.
+fn connection_info(url: &str, settings: &RedisSettings) -> Result<ConnectionInfo, StoreError> {
+    Ok(url.into_connection_info().map_err(backend_error)?.set_tcp_settings(tcp_settings(settings)))
 }
 
 fn backend_error(error: RedisError) -> StoreError {
     StoreError::backend(STORE, error)
 }
 
+/// The server refused the credentials: a wrong password, an unknown or
+/// disabled ACL user, a password sent to a server that has none, or none
+/// sent to one that requires it. Says which settings to look at and
+/// nothing of their values.
+#[derive(Debug, thiserror::Error)]
+#[error("the Redis server refused the credentials: check {settings} ({reason})")]
+pub struct CredentialsRefused {
+    settings: &'static str,
+    reason: &'static str,
+}
+
+/// The settings holding the credentials of the Redis servers.
+const SERVER_CREDENTIALS: &str = "redis.username and redis.password, or the user-info of redis.url";
+
+fn credentials_refused(error: &RedisError, settings: &'static str) -> Option<CredentialsRefused> {
+    let reason = match (error.kind(), error.code()) {
+        (ErrorKind::AuthenticationFailed, _) => "authentication failed",
+        (_, Some("WRONGPASS")) => "wrong password, or unknown or disabled user",
+        (_, Some("NOAUTH")) => "the server requires a password and none was sent",
+        _ => return None,
+    };
+    Some(CredentialsRefused { settings, reason })
+}
+
 /// Runs `work` within `limit`; the client's own response timeout, which
 /// may fire first, is reported as the same timeout.
 async fn within<T>(limit: Duration, work: impl Future<Output = Result<T, RedisError>>) -> Result<T, StoreError> {
+    within_as(limit, SERVER_CREDENTIALS, work).await
+}
+
+/// [`within`], naming `credentials` when the server refuses them.
+async fn within_as<T>(
+    limit: Duration,
+    credentials: &'static str,
+    work: impl Future<Output = Result<T, RedisError>>,
+) -> Result<T, StoreError> {
     match tokio::time::timeout(limit, work).await {
         Ok(Err(error)) if error.is_timeout() => Err(StoreError::Timeout { store: STORE, after: limit }),
+        Ok(Err(error)) => Err(match credentials_refused(&error, credentials) {
+            Some(refused) => StoreError::backend(STORE, refused),
+            None => backend_error(error),
+        }),
         Ok(result) => result.map_err(backend_error),
         Err(_) => Err(StoreError::Timeout { store: STORE, after: limit }),
     }
@@ -58,6 +125,7 @@ async fn within<T>(limit: Duration, work: impl Future<Output = Result<T, RedisEr
 /// A client for one server, over TLS for a `rediss://` url.
 fn standalone_client(settings: &RedisSettings) -> Result<::redis::Client, StoreError> {
     let url = settings.standalone_url();
+    let info = connection_info(&url, settings)?;
     #[cfg(feature = "redis-tls")]
     if url.starts_with("rediss://") {
         let root_cert =
@@ -68,9 +136,9 @@ fn standalone_client(settings: &RedisSettings) -> Result<::redis::Client, StoreE
                 None => None,
             };
         let certificates = ::redis::TlsCertificates { client_tls: None, root_cert };
-        return ::redis::Client::build_with_tls(url, certificates).map_err(backend_error);
+        return ::redis::Client::build_with_tls(info, certificates).map_err(backend_error);
     }
-    ::redis::Client::open(url).map_err(backend_error)
+    ::redis::Client::open(info).map_err(backend_error)
 }
 
 impl Backend {
@@ -111,6 +179,7 @@ impl Backend {
                     // again after a late reply, charging it twice. The
                     // store follows redirections itself (`never_ran`).
                     .retries(0)
+                    .tcp_settings(tcp_settings(settings))
                     .build()
                     .map_err(backend_error)?;
                 let connection = within(settings.socket_connect_timeout * 4, client.get_async_connection()).await?;
@@ -161,6 +230,20 @@ impl Backend {
         }
     }
 
+    /// Sends a `PING` over every connection of a standalone pool. A
+    /// connection that broke while the server was away is made again only
+    /// when it is next used, and a pool hands its connections out in turn:
+    /// after a failure, this replaces them all at once, so a check made
+    /// right after sees the server as it is.
+    pub(super) async fn revive(&self, limit: Duration) {
+        if let Backend::Standalone(pool) = self {
+            let ping = ::redis::cmd("PING");
+            for connection in &pool.connections {
+                let _ = within(limit, ping.query_async::<::redis::Value>(&mut connection.clone())).await;
+            }
+        }
+    }
+
     /// Deployment facts for the health report.
     pub(super) async fn details(&self, limit: Duration) -> Vec<(String, String)> {
         let _ = limit;
@@ -197,7 +280,7 @@ mod sentinel {
     use ::redis::aio::ConnectionManager;
     use ::redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 
-    use super::{backend_error, manager_config, within};
+    use super::{backend_error, connection_info, manager_config, tcp_settings, within, within_as};
     use crate::StoreError;
     use crate::redis::settings::{RedisSettings, node_url};
 
@@ -210,11 +293,13 @@ mod sentinel {
 
     impl Primary {
         pub(crate) async fn connect(settings: &RedisSettings) -> Result<Arc<Self>, StoreError> {
-            let urls: Vec<String> = settings
+            let sentinels = settings
                 .sentinels
                 .iter()
-                .map(|(host, port)| node_url(host, *port, None, settings.sentinel_password.as_ref(), 0))
-                .collect();
+                .map(|(host, port)| {
+                    connection_info(&node_url(host, *port, None, settings.sentinel_password.as_ref(), 0), settings)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let mut info = ::redis::RedisConnectionInfo::default().set_db(settings.db);
             if let Some(password) = &settings.password {
                 info = info.set_password(password.expose());
@@ -222,9 +307,11 @@ mod sentinel {
             if let Some(username) = &settings.username {
                 info = info.set_username(username);
             }
-            let node_info = SentinelNodeConnectionInfo::default().set_redis_connection_info(info);
+            let node_info = SentinelNodeConnectionInfo::default()
+                .set_redis_connection_info(info)
+                .set_tcp_settings(tcp_settings(settings));
             let service = settings.service_name.clone().unwrap_or_default();
-            let mut client = SentinelClient::build(urls, service, Some(node_info), SentinelServerType::Master)
+            let mut client = SentinelClient::build(sentinels, service, Some(node_info), SentinelServerType::Master)
                 .map_err(backend_error)?;
             let current = resolve(&mut client, settings).await?;
             Ok(Arc::new(Self {
@@ -276,7 +363,7 @@ mod sentinel {
         settings: &RedisSettings,
     ) -> Result<(ConnectionManager, String), StoreError> {
         let limit = settings.socket_connect_timeout * 4;
-        let primary = within(limit, client.async_get_client()).await?;
+        let primary = within_as(limit, "redis.sentinel_password", client.async_get_client()).await?;
         let address = primary.get_connection_info().addr().to_string();
         let manager = within(limit, primary.get_connection_manager_with_config(manager_config(settings))).await?;
         Ok((manager, address))

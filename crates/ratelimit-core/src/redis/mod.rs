@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use ::redis::Script;
 
 use self::connection::Backend;
+pub use self::connection::CredentialsRefused;
 pub use self::settings::{Deployment, NodeAddr, RedisSettings, RedisSettingsError};
 use crate::store::{CheckRequest, Health, LimitCheck, Store};
 use crate::{Algorithm, Decision, Decisions, StoreError};
@@ -231,10 +232,11 @@ impl Store for RedisStore {
         let pong: String = match self.inner.backend.query(&ping, timeout).await {
             Ok(pong) => pong,
             // A connection that broke while the server was away fails its
-            // first command and is replaced in the background: ask once
-            // more, so a server that is back reports healthy now rather
-            // than one health interval later.
+            // first command and is replaced in the background: replace
+            // every one and ask once more, so a server that is back
+            // reports healthy now rather than one health interval later.
             Err(StoreError::Backend { .. }) => {
+                self.inner.backend.revive(timeout).await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 self.inner.backend.query(&ping, timeout).await?
             }

@@ -44,7 +44,9 @@ pub struct RedisSettings {
     /// The longest a connection attempt may take (default 0.5 s).
     #[serde(with = "crate::serde_seconds")]
     pub socket_connect_timeout: Duration,
-    /// TCP keepalive on the connections (default on).
+    /// TCP keepalive on every connection to the servers and sentinels
+    /// (default on): the first probe after 60 s without traffic, then one
+    /// every 10 s. A `redis+unix://` socket has no keepalive and ignores it.
     pub socket_keepalive: bool,
     /// How many multiplexed connections requests are spread over (default 2).
     pub max_connections: usize,
@@ -56,7 +58,8 @@ pub struct RedisSettings {
     pub retry_on_timeout: bool,
     /// Prepended to every key (default empty); no braces.
     pub key_prefix: String,
-    /// The algorithm layers built from these settings use by default.
+    /// With `backend = "redis"`, the algorithm of limits that name none,
+    /// over the top-level `algorithm`; see `Settings::default_algorithm`.
     pub algorithm: Option<Algorithm>,
     /// Redis Cluster seed nodes.
     pub startup_nodes: Vec<NodeAddr>,

@@ -258,6 +258,24 @@ fn field_error(source: &str, section: &str, error: crate::FieldError) -> Setting
     SettingsError::new(source, &format!("{section}.{}", error.field), error.problem)
 }
 
+/// Refuses an `algorithm` in a `[[backends]]` entry: the members of a
+/// chain decide the same limits in turn, so they share the top-level one
+/// (see [`Settings::default_algorithm`]).
+#[cfg(any(feature = "redis", feature = "sql"))]
+fn no_own_algorithm(algorithm: Option<crate::Algorithm>, source: &str, field: &str) -> Result<(), SettingsError> {
+    match algorithm {
+        Some(own) => Err(SettingsError::new(
+            source,
+            &format!("{field}.algorithm"),
+            format!(
+                "{own} cannot be set per member of a multi-store: its members decide the same limits in turn; \
+                 set the top-level `algorithm`"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[cfg(feature = "memory")]
 fn memory_spec(memory: MemorySettings, _: &str, _: &str) -> Result<StoreSpec, SettingsError> {
     Ok(StoreSpec::Memory(memory))
@@ -278,7 +296,11 @@ fn memory_store(memory: &MemorySettings) -> SharedStore {
 fn redis_spec(config: Section<'_>, source: &str, field: &str) -> Result<StoreSpec, SettingsError> {
     let redis: crate::redis::RedisSettings = match config {
         Section::Own(settings) => settings.redis.clone(),
-        Section::Entry(table) => parse(table, source, field)?,
+        Section::Entry(table) => {
+            let redis: crate::redis::RedisSettings = parse(table, source, field)?;
+            no_own_algorithm(redis.algorithm, source, field)?;
+            redis
+        }
     };
     redis.validate().map_err(|e| field_error(source, field, e))?;
     Ok(StoreSpec::Redis(redis))
@@ -293,7 +315,11 @@ fn redis_spec(_: Section<'_>, source: &str, field: &str) -> Result<StoreSpec, Se
 fn sql_spec(config: Section<'_>, source: &str, field: &str) -> Result<StoreSpec, SettingsError> {
     let database: crate::sql::SqlSettings = match config {
         Section::Own(settings) => settings.database.clone(),
-        Section::Entry(table) => parse(table, source, field)?,
+        Section::Entry(table) => {
+            let database: crate::sql::SqlSettings = parse(table, source, field)?;
+            no_own_algorithm(database.algorithm, source, field)?;
+            database
+        }
     };
     if database.url.expose().is_empty() {
         return Err(SettingsError::new(source, &format!("{field}.url"), "is required for the database store"));

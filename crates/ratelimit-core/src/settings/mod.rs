@@ -131,7 +131,9 @@ pub struct Settings {
     /// `memory` (default), `redis`, `database`, `multi`, or the name of a
     /// custom store registered in code.
     pub backend: String,
-    /// The algorithm of every limit that names none (default `sliding_window`).
+    /// The algorithm of every limit that names none (default
+    /// `sliding_window`), unless the single store sets its own; see
+    /// [`default_algorithm`](Self::default_algorithm).
     pub algorithm: Algorithm,
     /// Prepended to every store key (default `ratelimit:`).
     pub key_prefix: String,
@@ -213,6 +215,26 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The algorithm of every limit that names none: the store's own
+    /// `algorithm` (`[redis]` or `[database]`) when `backend` is that store
+    /// and sets one, else the top-level `algorithm`.
+    ///
+    /// A `multi` chain always uses the top-level one: its members take
+    /// turns deciding the same limits, and the algorithm is part of each
+    /// limit's store key and state, so members that disagreed would count a
+    /// client in different buckets, under different rules, after each
+    /// failover. A `[[backends]]` entry's `config` may not set one.
+    pub fn default_algorithm(&self) -> Algorithm {
+        let own = match self.backend.as_str() {
+            #[cfg(feature = "redis")]
+            "redis" => self.redis.algorithm,
+            #[cfg(feature = "sql")]
+            "database" => self.database.algorithm,
+            _ => None,
+        };
+        own.unwrap_or(self.algorithm)
+    }
+
     /// The defaults with the environment applied, for running without a file.
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_toml("", "environment", env::process_vars("environment")?)
@@ -259,7 +281,7 @@ impl Settings {
         let path_rates =
             self.middleware.rate_limits.iter().map(|(p, &rate)| (format!("middleware.rate_limits.{p:?}"), rate));
         for (field, rate) in default_rate.into_iter().chain(path_rates) {
-            if let Err(error) = Limit::new(rate, self.algorithm).validate() {
+            if let Err(error) = Limit::new(rate, self.default_algorithm()).validate() {
                 return fail(&field, error.to_string());
             }
         }

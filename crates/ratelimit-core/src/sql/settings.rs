@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FieldError, SecretUrl};
+use crate::{Algorithm, FieldError, SecretUrl};
 
 /// The database engine a URL names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +86,9 @@ pub struct SqlSettings {
     pub cleanup_batch_size: u64,
     /// Commit durability; see [`Durability`].
     pub durability: Durability,
+    /// With `backend = "database"`, the algorithm of limits that name
+    /// none, over the top-level `algorithm`; see `Settings::default_algorithm`.
+    pub algorithm: Option<Algorithm>,
 }
 
 impl Default for SqlSettings {
@@ -100,6 +103,7 @@ impl Default for SqlSettings {
             cleanup_threshold: 1000,
             cleanup_batch_size: 1000,
             durability: Durability::Full,
+            algorithm: None,
         }
     }
 }

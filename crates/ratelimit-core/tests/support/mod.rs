@@ -4,3 +4,4 @@
 pub mod hammer;
 pub mod proxy;
 pub mod redis_servers;
+pub mod tcp;
