@@ -72,9 +72,10 @@ fn every_section_is_read() {
     assert_eq!(s.multi_backend_strategy, Strategy::RoundRobin);
     assert_eq!(s.health_check_timeout, Duration::from_secs(2));
     assert_eq!(s.circuit_breaker.as_ref().unwrap().failure_threshold, 3);
-    assert_eq!(s.middleware.key, "header:x-api-key");
-    // Prefix rules keep the file's order: the first match wins.
-    let prefixes: Vec<&str> = s.middleware.rate_limits.keys().map(String::as_str).collect();
+    // `[middleware]` is the HTTP layer's to read; it is kept as written,
+    // in the file's order (the layer's first matching prefix wins).
+    assert_eq!(s.middleware["key"].as_str(), Some("header:x-api-key"));
+    let prefixes: Vec<&str> = s.middleware["rate_limits"].as_table().unwrap().keys().map(String::as_str).collect();
     assert_eq!(prefixes, ["/auth/login", "/api/"]);
 }
 
@@ -118,22 +119,11 @@ fn mistakes_name_the_file_and_the_field() {
     let nested = error_of("[redis]\nhots = \"x\"");
     assert!(nested.contains("redis") && nested.contains("did you mean `host`?"), "{nested}");
 
-    let rate = error_of("[middleware]\ndefault_rate = \"100/fortnight\"");
-    assert!(rate.contains("middleware.default_rate") && rate.contains("invalid rate"), "{rate}");
-
     let kind = error_of("[redis]\nport = \"six\"");
     assert!(kind.contains("redis.port"), "{kind}");
 
     let mode = error_of("failure_mode = \"opne\"");
     assert!(mode.contains("failure_mode") && mode.contains("did you mean `open`?"), "{mode}");
-
-    let key = error_of("[middleware]\nkey = \"cookie\"");
-    assert!(key.contains("middleware.key"), "{key}");
-
-    let log = error_of("algorithm = \"sliding_window\"\n[middleware.rate_limits]\n\"/api\" = \"10001/m\"");
-    assert!(log.contains("middleware.rate_limits.\"/api\"") && log.contains("sliding_window_counter"), "{log}");
-    let counter = "algorithm = \"sliding_window_counter\"\n[middleware]\ndefault_rate = \"10001/m\"";
-    assert!(Settings::from_toml(counter, "limits.toml", no_env()).is_ok());
 
     let multi = error_of("backend = \"multi\"");
     assert!(multi.contains("backends"), "{multi}");
@@ -288,33 +278,17 @@ fn the_single_stores_algorithm_is_the_default() {
     assert_eq!(default_of(&multi, &[]), Algorithm::FixedWindow);
 }
 
-/// The middleware's rates are checked against the algorithm they will
-/// run under: the store's own, when it sets one.
-#[test]
-fn middleware_rates_are_checked_against_the_stores_algorithm() {
-    let file = |top: &str, own: &str| {
-        format!(
-            "algorithm = \"{top}\"\nbackend = \"redis\"\n[redis]\nalgorithm = \"{own}\"\n\
-             [middleware]\ndefault_rate = \"20000/m\"\n"
-        )
-    };
-    Settings::from_toml(&file("sliding_window", "token_bucket"), "limits.toml", no_env()).unwrap();
-    let error = Settings::from_toml(&file("token_bucket", "sliding_window"), "limits.toml", no_env()).unwrap_err();
-    assert!(error.to_string().contains("middleware.default_rate"), "{error}");
-}
-
 /// A multi-store's members decide the same limits in turn, so a member's
 /// own `algorithm` is refused rather than ignored.
-#[tokio::test]
-async fn a_multi_store_member_cannot_set_its_own_algorithm() {
+#[test]
+fn a_multi_store_member_cannot_set_its_own_algorithm() {
     for (backend, config) in [
         ("redis", "{ algorithm = \"token_bucket\" }"),
         ("database", "{ url = \"sqlite::memory:\", algorithm = \"fixed_window\" }"),
     ] {
         let text =
             format!("backend = \"multi\"\n[[backends]]\nname = \"m\"\nbackend = \"{backend}\"\nconfig = {config}\n");
-        let settings = Settings::from_toml(&text, "multi.toml", no_env()).unwrap();
-        let error = build_store(&settings, &StoreRegistry::new(), "multi.toml").await.unwrap_err().to_string();
+        let error = Settings::from_toml(&text, "multi.toml", no_env()).unwrap_err().to_string();
         assert!(error.contains("backends[0].config.algorithm") && error.contains("top-level"), "{error}");
     }
 }

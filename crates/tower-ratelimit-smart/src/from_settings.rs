@@ -3,10 +3,11 @@
 
 use std::fmt::Write;
 
-use ratelimit_core::settings::{MiddlewareSettings, StoreRegistry, build_store};
+use ratelimit_core::settings::{StoreRegistry, build_store};
 use ratelimit_core::{Rate, Settings, SettingsError, SharedStore};
 
-use crate::{ConfigError, IpNet, Key, Mode, RateLimitConfig, RateLimitLayer};
+use crate::middleware_settings::MiddlewareSettings;
+use crate::{ConfigError, IpNet, Mode, RateLimitConfig, RateLimitLayer};
 
 const SOURCE: &str = "settings";
 
@@ -37,7 +38,7 @@ impl RateLimitLayer {
 }
 
 fn middleware_config(settings: &Settings, store: &SharedStore) -> Result<RateLimitConfig, SettingsError> {
-    let middleware = &settings.middleware;
+    let middleware = &MiddlewareSettings::from_settings(settings, SOURCE)?;
     let mut rules = Vec::with_capacity(middleware.rate_limits.len());
     let mut names = std::collections::HashMap::new();
     for (prefix, rate) in &middleware.rate_limits {
@@ -50,10 +51,10 @@ fn middleware_config(settings: &Settings, store: &SharedStore) -> Result<RateLim
             let message = format!("{prefix:?} and {other:?} would share the policy name {name:?}; rename one");
             return Err(SettingsError::new(SOURCE, &field, message));
         }
-        rules.push((prefix.clone(), rule(settings, store, &name, *rate, &field)?));
+        rules.push((prefix.clone(), rule(settings, middleware, store, &name, *rate, &field)?));
     }
     let fallback = match middleware.default_rate {
-        Some(rate) => Some(rule(settings, store, "default", rate, "middleware.default_rate")?),
+        Some(rate) => Some(rule(settings, middleware, store, "default", rate, "middleware.default_rate")?),
         None => None,
     };
     if rules.is_empty() && fallback.is_none() {
@@ -65,17 +66,17 @@ fn middleware_config(settings: &Settings, store: &SharedStore) -> Result<RateLim
 
 fn rule(
     settings: &Settings,
+    middleware: &MiddlewareSettings,
     store: &SharedStore,
     policy: &str,
     rate: Rate,
     field: &str,
 ) -> Result<RateLimitConfig, SettingsError> {
-    let middleware: &MiddlewareSettings = &settings.middleware;
     RateLimitConfig::builder()
         .policy(policy)
         .rate(rate)
         .algorithm(settings.default_algorithm())
-        .key(key(&middleware.key))
+        .key(middleware.key.key())
         .trusted_proxies(&middleware.trusted_proxies)
         .key_prefix(settings.key_prefix.clone())
         .store(store.clone())
@@ -94,18 +95,6 @@ fn rule(
             }
             other => SettingsError::new(SOURCE, field, other.to_string()),
         })
-}
-
-/// `ip`, `user`, `global` or `header:<name>`, as the settings validated.
-fn key(name: &str) -> Key {
-    match name {
-        "user" => Key::user(),
-        "global" => Key::global(),
-        other => match other.strip_prefix("header:") {
-            Some(header) => Key::header(header),
-            None => Key::ip(),
-        },
-    }
 }
 
 /// The longest policy name the builder accepts.
@@ -216,19 +205,45 @@ mod tests {
         assert_eq!(alone.select("/a_b_1").unwrap().policy, config.select("/a_b_1").unwrap().policy);
     }
 
-    /// Settings built in code skip the file's validation; the layer's
-    /// builder still refuses what no store can enforce, naming the field.
+    #[test]
+    fn middleware_mistakes_name_the_field() {
+        let error_of = |text: &str| middleware_config(&settings(text), &store()).unwrap_err().to_string();
+        let rate = error_of("[middleware]\ndefault_rate = \"100/fortnight\"");
+        assert!(rate.contains("middleware.default_rate") && rate.contains("invalid rate"), "{rate}");
+        let key = error_of("[middleware]\ndefault_rate = \"1/m\"\nkey = \"cookie\"");
+        assert!(key.contains("middleware.key") && key.contains("header:<name>"), "{key}");
+        let log = error_of("algorithm = \"sliding_window\"\n[middleware.rate_limits]\n\"/api\" = \"10001/m\"");
+        assert!(log.contains("middleware.rate_limits.\"/api\"") && log.contains("sliding_window_counter"), "{log}");
+    }
+
+    /// The middleware's rates are checked against the algorithm they will
+    /// run under: the store's own, when it sets one.
+    #[test]
+    fn middleware_rates_are_checked_against_the_stores_algorithm() {
+        let file = |top: &str, own: &str| {
+            format!(
+                "algorithm = \"{top}\"\nbackend = \"redis\"\n[redis]\nalgorithm = \"{own}\"\n\
+                 [middleware]\ndefault_rate = \"20000/m\"\n"
+            )
+        };
+        assert!(middleware_config(&settings(&file("sliding_window", "token_bucket")), &store()).is_ok());
+        let error = middleware_config(&settings(&file("token_bucket", "sliding_window")), &store()).unwrap_err();
+        assert!(error.to_string().contains("middleware.default_rate"), "{error}");
+    }
+
+    /// The core reads `[middleware]` as written; the layer refuses what no
+    /// store can enforce, naming the field.
     #[cfg(feature = "memory")]
     #[test]
     fn a_rate_too_high_for_the_sliding_log_names_its_field() {
-        let store = SharedStore::new(ratelimit_core::MemoryStore::new());
-        let mut settings = Settings { algorithm: ratelimit_core::Algorithm::SlidingWindow, ..Settings::default() };
         let too_high = Rate::per_minute(ratelimit_core::MAX_SLIDING_LOG_LIMIT + 1).unwrap();
-        settings.middleware.rate_limits.insert("/api".to_owned(), "5/m".parse().unwrap());
-        settings.middleware.default_rate = Some(too_high);
-        let error = middleware_config(&settings, &store).expect_err("refused").to_string();
+        let text = |algorithm: &str| {
+            format!(
+                "algorithm = \"{algorithm}\"\n[middleware]\ndefault_rate = \"{too_high}\"\n[middleware.rate_limits]\n\"/api\" = \"5/m\""
+            )
+        };
+        let error = middleware_config(&settings(&text("sliding_window")), &store()).expect_err("refused").to_string();
         assert!(error.contains("middleware.default_rate") && error.contains("sliding_window_counter"), "{error}");
-        settings.algorithm = ratelimit_core::Algorithm::SlidingWindowCounter;
-        assert!(middleware_config(&settings, &store).is_ok());
+        assert!(middleware_config(&settings(&text("sliding_window_counter")), &store()).is_ok());
     }
 }

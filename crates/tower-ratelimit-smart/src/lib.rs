@@ -38,6 +38,7 @@ mod future;
 pub mod headers;
 mod key;
 mod layer;
+mod middleware_settings;
 mod net;
 mod path;
 mod service;
@@ -51,6 +52,7 @@ pub use config::{
 pub use future::ResponseFuture;
 pub use key::{ForwardedHeader, Key, UserId};
 pub use layer::RateLimitLayer;
+pub use middleware_settings::{KeySpec, MiddlewareSettings};
 pub use net::{IpNet, IpNetParseError};
 pub use service::RateLimit;
 pub use telemetry::{

@@ -15,14 +15,13 @@ mod error;
 use std::path::Path;
 use std::time::Duration;
 
-use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 pub use self::build::{BuiltStore, StoreFactory, StoreRegistry, build_store};
 pub use self::error::SettingsError;
 use crate::breaker::BreakerConfig;
 use crate::multi::Strategy;
-use crate::{Algorithm, FailurePolicy, Limit, Rate};
+use crate::{Algorithm, FailurePolicy};
 
 /// The memory store's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,42 +87,6 @@ fn serialize_masked<S: serde::Serializer>(config: &toml::Table, serializer: S) -
     crate::secret::masked_table(config).serialize(serializer)
 }
 
-/// The `[middleware]` section: one site-wide layer built from settings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MiddlewareSettings {
-    /// The rate of paths no prefix rule matches; none leaves them unlimited.
-    pub default_rate: Option<Rate>,
-    /// `ip`, `user`, `global` or `header:<name>`.
-    pub key: String,
-    /// Answer 429 when over the limit; `false` only reports (shadow mode).
-    pub block: bool,
-    /// Paths never limited (exact match on the normalised path: `//`
-    /// collapsed, `.` and `..` resolved, unreserved escapes decoded).
-    pub skip_paths: Vec<String>,
-    /// Proxies (addresses or CIDR blocks) whose `X-Forwarded-For` is
-    /// believed for the `ip` key; without any, the connection's peer counts.
-    pub trusted_proxies: Vec<String>,
-    /// Path prefix to rate; the first prefix, in file order, that covers
-    /// the normalised path by whole segments applies (`/api` and `/api/`
-    /// both cover `/api` and `/api/items`, not `/apiary`), and all paths
-    /// under it share one bucket per client.
-    pub rate_limits: IndexMap<String, Rate>,
-}
-
-impl Default for MiddlewareSettings {
-    fn default() -> Self {
-        Self {
-            default_rate: None,
-            key: "ip".into(),
-            block: true,
-            skip_paths: Vec::new(),
-            trusted_proxies: Vec::new(),
-            rate_limits: IndexMap::new(),
-        }
-    }
-}
-
 /// Everything the limiter reads from its settings file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -165,8 +128,10 @@ pub struct Settings {
     pub health_check_timeout: Duration,
     /// `[circuit_breaker]`: when present, every store is wrapped in one.
     pub circuit_breaker: Option<BreakerConfig>,
-    /// `[middleware]`.
-    pub middleware: MiddlewareSettings,
+    /// `[middleware]`, as written: the HTTP layer's own section, read and
+    /// checked by `tower-ratelimit-smart` (`RateLimitLayer::from_settings`),
+    /// since paths, proxies and request keys are HTTP matters.
+    pub middleware: toml::Table,
 }
 
 impl Default for Settings {
@@ -184,9 +149,23 @@ impl Default for Settings {
             health_check_interval: Duration::from_secs(30),
             health_check_timeout: Duration::from_secs(5),
             circuit_breaker: None,
-            middleware: MiddlewareSettings::default(),
+            middleware: toml::Table::new(),
         }
     }
+}
+
+/// Reads a section of the settings into `T`, for sections other crates
+/// own (the HTTP layer's `[middleware]`): errors name the field under
+/// `section` and suggest the nearest known name, as for the core's own.
+pub fn read_section<T: serde::de::DeserializeOwned>(
+    table: &toml::Table,
+    section: &str,
+    source: &str,
+) -> Result<T, SettingsError> {
+    error::deserialize(toml::Value::Table(table.clone()), source).map_err(|e| {
+        let field = if e.field().is_empty() { section.to_owned() } else { format!("{section}.{}", e.field()) };
+        SettingsError::new(source, &field, e.message())
+    })
 }
 
 impl Settings {
@@ -267,24 +246,6 @@ impl Settings {
                 return fail(&format!("backends[{i}].backend"), "a multi-store cannot contain another".into());
             }
         }
-        let key = self.middleware.key.as_str();
-        let key_ok = matches!(key, "ip" | "user" | "global") || key.strip_prefix("header:").is_some_and(http_token);
-        if !key_ok {
-            return fail("middleware.key", format!("{key:?}: use ip, user, global or header:<name>"));
-        }
-        for prefix in self.middleware.rate_limits.keys().chain(&self.middleware.skip_paths) {
-            if !prefix.starts_with('/') {
-                return fail("middleware", format!("path {prefix:?} must start with '/'"));
-            }
-        }
-        let default_rate = self.middleware.default_rate.map(|rate| ("middleware.default_rate".to_owned(), rate));
-        let path_rates =
-            self.middleware.rate_limits.iter().map(|(p, &rate)| (format!("middleware.rate_limits.{p:?}"), rate));
-        for (field, rate) in default_rate.into_iter().chain(path_rates) {
-            if let Err(error) = Limit::new(rate, self.default_algorithm()).validate() {
-                return fail(&field, error.to_string());
-            }
-        }
         // Every store's settings, checked now: a setting that cannot give
         // a working store stops the start, naming its field, rather than
         // failing every request later.
@@ -296,8 +257,4 @@ impl Settings {
         }
         Ok(())
     }
-}
-
-fn http_token(name: &str) -> bool {
-    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
