@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let login = RateLimitConfig::builder()
         .policy("login")
         .rate("5/15m")
-        .algorithm(Algorithm::SlidingWindow)
+        .algorithm(Algorithm::SlidingLog)
         .key(Key::ip())
         .store(store)
         .on_limited(|_| {

@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = RateLimitConfig::builder()
         .policy("demo")
         .rate("10/m")
-        .algorithm(Algorithm::SlidingWindow)
+        .algorithm(Algorithm::SlidingLog)
         .key(Key::ip())
         .store(store)
         // If Redis goes away, let requests through (flagged) rather than fail them.

@@ -61,7 +61,7 @@ pub(crate) async fn check(key: &str, times: u32, args: &LimitArgs) -> ExitCode {
     let mut admitted = 0;
     for _ in 0..times {
         match store.check(CheckRequest::new(&checks, 1)).await {
-            Ok(decisions) if decisions.allowed() => admitted += 1,
+            Ok(decisions) if decisions.all_allowed() => admitted += 1,
             Ok(_) => {}
             Err(error) => return fail(&error.to_string()),
         }

@@ -33,12 +33,12 @@ fn store(max_keys: usize) -> MemoryStore {
 
 fn ours(store: &MemoryStore, limit: &Limit, key: &str) -> bool {
     let checks = [LimitCheck { key, limit }];
-    store.decide(CheckRequest::new(&checks, 1), true).expect("a valid check").allowed()
+    store.decide(CheckRequest::new(&checks, 1), true).expect("a valid check").all_allowed()
 }
 
 fn ours_at(store: &MemoryStore, limit: &Limit, key: &str, at: u64) -> bool {
     let checks = [LimitCheck { key, limit }];
-    store.decide(CheckRequest::new(&checks, 1).at(at), true).expect("a valid check").allowed()
+    store.decide(CheckRequest::new(&checks, 1).at(at), true).expect("a valid check").all_allowed()
 }
 
 /// Runs `per_thread` iterations on each of `threads` threads; returns the
@@ -84,7 +84,7 @@ fn hot_key(c: &mut Criterion) {
             let s = store(1024);
             let key = format!("rl:bench:{algorithm}:ip:10.0.0.1");
             let id = BenchmarkId::new(format!("ours_{algorithm}"), path);
-            if algorithm == Algorithm::SlidingWindow && per_sec != 0 {
+            if algorithm == Algorithm::SlidingLog && per_sec != 0 {
                 // No sliding log allows more than MAX_SLIDING_LOG_LIMIT per
                 // period, far fewer than a benchmark checks a second: so the
                 // checks run on explicit times, exactly that rate apart, and

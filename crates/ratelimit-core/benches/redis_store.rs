@@ -82,7 +82,7 @@ fn bench(c: &mut Criterion) {
             for algorithm in Algorithm::ALL {
                 // A limit the benchmark never reaches: every decision admits and writes.
                 let limit = Arc::new(Limit::new(Rate::per_second(4_000_000_000).unwrap(), algorithm));
-                let limit = if algorithm == Algorithm::SlidingWindow {
+                let limit = if algorithm == Algorithm::SlidingLog {
                     // The exact log's bound: a hot key checked more than
                     // 10,000 times a second sees some denials.
                     Arc::new(Limit::new(Rate::per_second(ratelimit_core::MAX_SLIDING_LOG_LIMIT).unwrap(), algorithm))

@@ -91,7 +91,7 @@ async fn measure(store: &SqlStore, work: Work, tasks: usize, keys: usize, secs: 
                     Work::Raw => raw_upsert(&store, &key).await,
                     Work::Decide(_) => {
                         let checks = [LimitCheck { key: &key, limit: &limit }];
-                        assert!(store.check(CheckRequest::new(&checks, 1)).await.unwrap().allowed());
+                        assert!(store.check(CheckRequest::new(&checks, 1)).await.unwrap().all_allowed());
                     }
                 }
                 if counting.load(Ordering::Relaxed) {

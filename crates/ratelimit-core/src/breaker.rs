@@ -538,7 +538,7 @@ mod tests {
             let _abandoned = ProbeGuard { breaker: &breaker, armed: true };
         }
         // The slot is free again: a real probe closes the breaker.
-        assert!(breaker.check(CheckRequest::new(&checks, 1)).await.unwrap().allowed());
+        assert!(breaker.check(CheckRequest::new(&checks, 1)).await.unwrap().all_allowed());
         assert_eq!(breaker.status().state, BreakerState::Closed);
     }
 
@@ -597,6 +597,6 @@ mod tests {
         let limit = Limit::new("2/m".parse().unwrap(), Algorithm::FixedWindow);
         let checks = [LimitCheck { key: "k", limit: &limit }];
         let answer = breaker.check_now(CheckRequest::new(&checks, 1)).expect("the memory store answers at once");
-        assert!(answer.unwrap().allowed());
+        assert!(answer.unwrap().all_allowed());
     }
 }

@@ -144,7 +144,7 @@ impl Model {
         let p = self.period();
         match self.limit.algorithm() {
             Algorithm::FixedWindow => u128::from(self.aligned_sum(t / p * p)) * u128::from(p),
-            Algorithm::SlidingWindow => u128::from(self.window_sum(t.saturating_sub(p), t)) * u128::from(p),
+            Algorithm::SlidingLog => u128::from(self.window_sum(t.saturating_sub(p), t)) * u128::from(p),
             Algorithm::SlidingWindowCounter => {
                 let start = t / p * p;
                 let previous = self.aligned_sum(start.wrapping_sub(p));
@@ -325,17 +325,17 @@ pub async fn peek_never_charges<S: Store>(store: &S, options: &ConformanceOption
         let context = format!("peek, {} {}", limit.algorithm(), limit.rate());
         for _ in 0..3 {
             let peeked = store.peek(CheckRequest::new(&checks, limit.capacity()).at(t)).await.expect("peek");
-            if !peeked.allowed() || peeked[0].remaining != 0 {
+            if !peeked.all_allowed() || peeked[0].remaining != 0 {
                 fail(&context, format!("peeking the full capacity of a fresh key gave {:?}", peeked[0]));
             }
         }
         let checked = store.check(CheckRequest::new(&checks, limit.capacity()).at(t)).await.expect("check");
-        if !checked.allowed() {
+        if !checked.all_allowed() {
             fail(&context, "peeks charged the key".into());
         }
         let denied = store.peek(CheckRequest::new(&checks, 1).at(t)).await.expect("peek");
         let again = store.check(CheckRequest::new(&checks, 1).at(t)).await.expect("check");
-        if denied.allowed() || again.allowed() || denied[0].retry_after != again[0].retry_after {
+        if denied.all_allowed() || again.all_allowed() || denied[0].retry_after != again[0].retry_after {
             fail(&context, format!("peek {:?} and check {:?} disagree", denied[0], again[0]));
         }
         let _ = store.reset(checks[0]).await;
@@ -355,12 +355,12 @@ pub async fn limits_are_all_or_nothing<S: Store>(store: &S, options: &Conformanc
         let context = format!("all-or-nothing, {algorithm}");
         for _ in 0..2 {
             let d = store.check(CheckRequest::new(&both, 1).at(t)).await.expect("check");
-            if !d.allowed() || d.len() != 2 {
+            if !d.all_allowed() || d.len() != 2 {
                 fail(&context, format!("the first two requests pass: {d:?}"));
             }
         }
         let denied = store.check(CheckRequest::new(&both, 1).at(t)).await.expect("check");
-        if denied.allowed() || denied[0].allowed || !denied[1].allowed {
+        if denied.all_allowed() || denied[0].allowed || !denied[1].allowed {
             fail(&context, format!("the tight limit denies, the loose one would admit: {denied:?}"));
         }
         let loose_only = [LimitCheck { key: &b, limit: &loose }];
@@ -384,12 +384,12 @@ pub async fn reset_restores_capacity<S: Store>(store: &S, options: &ConformanceO
         let context = format!("reset, {algorithm}");
         let spent = store.check(CheckRequest::new(&checks, 3).at(t)).await.expect("check");
         let free = store.check(CheckRequest::new(&checks, 0).at(t)).await.expect("check");
-        if !spent.allowed() || !free.allowed() || free[0].remaining != 0 {
+        if !spent.all_allowed() || !free.all_allowed() || free[0].remaining != 0 {
             fail(&context, format!("spending the capacity, then a free request: {spent:?} {free:?}"));
         }
         store.reset(checks[0]).await.expect("reset");
         let fresh = store.check(CheckRequest::new(&checks, 3).at(t)).await.expect("check");
-        if !fresh.allowed() {
+        if !fresh.all_allowed() {
             fail(&context, "the key is not back to full capacity after reset".into());
         }
         let _ = store.reset(checks[0]).await;
@@ -500,8 +500,11 @@ pub async fn multi_limit_schedules<S: Store>(store: &S, options: &ConformanceOpt
                 let limit_context = format!("{context}, limit {i}");
                 check_limit(&models[i], t, cost, &decisions[position], &limit_context, admitted);
             }
-            if decisions.allowed() != admitted {
-                fail(&context, format!("allowed() is {} but every limit's model says {admitted}", decisions.allowed()));
+            if decisions.all_allowed() != admitted {
+                fail(
+                    &context,
+                    format!("allowed() is {} but every limit's model says {admitted}", decisions.all_allowed()),
+                );
             }
             if admitted {
                 for &i in order {
@@ -655,8 +658,8 @@ pub async fn zero_cost_is_free<S: Store>(store: &S, options: &ConformanceOptions
 pub async fn sliding_logs_are_bounded<S: Store>(store: &S, options: &ConformanceOptions) {
     let res = options.resolution_nanos.max(1);
     let t = options.start / res * res;
-    let largest = Limit::new(Rate::per_minute(MAX_SLIDING_LOG_LIMIT).expect("rate"), Algorithm::SlidingWindow);
-    let key = key::compose(&options.key_prefix, "largest-log", Algorithm::SlidingWindow, "c");
+    let largest = Limit::new(Rate::per_minute(MAX_SLIDING_LOG_LIMIT).expect("rate"), Algorithm::SlidingLog);
+    let key = key::compose(&options.key_prefix, "largest-log", Algorithm::SlidingLog, "c");
     let checks = [LimitCheck { key: &key, limit: &largest }];
     let context = format!("sliding log of {}", largest.rate());
     let _ = store.reset(checks[0]).await;
@@ -670,9 +673,9 @@ pub async fn sliding_logs_are_bounded<S: Store>(store: &S, options: &Conformance
     }
     let _ = store.reset(checks[0]).await;
 
-    let over = Limit::new(Rate::per_minute(MAX_SLIDING_LOG_LIMIT + 1).expect("rate"), Algorithm::SlidingWindow);
+    let over = Limit::new(Rate::per_minute(MAX_SLIDING_LOG_LIMIT + 1).expect("rate"), Algorithm::SlidingLog);
     let valid = Limit::new("5/m".parse().expect("rate"), Algorithm::FixedWindow);
-    let over_key = key::compose(&options.key_prefix, "oversized-log", Algorithm::SlidingWindow, "c");
+    let over_key = key::compose(&options.key_prefix, "oversized-log", Algorithm::SlidingLog, "c");
     let valid_key = key::compose(&options.key_prefix, "beside-oversized", Algorithm::FixedWindow, "c");
     let alone = [LimitCheck { key: &over_key, limit: &over }];
     let beside = [LimitCheck { key: &valid_key, limit: &valid }, alone[0]];

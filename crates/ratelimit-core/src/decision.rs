@@ -28,7 +28,7 @@ impl Decision {
         !self.allowed && self.retry_after.is_none()
     }
 
-    pub(crate) fn allowed(limit: u64, remaining: u64, reset_after: u64) -> Self {
+    pub(crate) fn admitted(limit: u64, remaining: u64, reset_after: u64) -> Self {
         Self { allowed: true, limit, remaining, reset_after: Duration::from_nanos(reset_after), retry_after: None }
     }
 
@@ -46,7 +46,7 @@ impl Decision {
 /// The decisions for every limit of one check, in the order the limits were given.
 ///
 /// A check with several limits is all-or-nothing: the request passes only
-/// when every limit admits it ([`Decisions::allowed`]), and then it is
+/// when every limit admits it ([`Decisions::all_allowed`]), and then it is
 /// charged on all of them; otherwise on none. Each decision reports its own
 /// limit: when another limit denies the request, a limit that would have
 /// admitted it says so (`allowed`) and reports its units and reset as they
@@ -73,7 +73,7 @@ impl Decisions {
     }
 
     /// Whether every limit admitted the request.
-    pub fn allowed(&self) -> bool {
+    pub fn all_allowed(&self) -> bool {
         self.items.iter().all(|d| d.allowed)
     }
 
@@ -103,7 +103,7 @@ impl Decisions {
     /// The position of [`most_restrictive`](Self::most_restrictive).
     pub fn binding_index(&self) -> Option<usize> {
         let indexed = self.items.iter().enumerate();
-        if self.allowed() {
+        if self.all_allowed() {
             indexed.min_by_key(|(_, d)| (d.remaining, std::cmp::Reverse(d.reset_after))).map(|(i, _)| i)
         } else {
             indexed

@@ -21,7 +21,16 @@ use crate::Algorithm;
 pub const MAX_PLAIN_IDENTITY: usize = 64;
 
 /// The prefix every key starts with unless configured otherwise.
-pub const DEFAULT_PREFIX: &str = "rl:";
+pub const DEFAULT_PREFIX: &str = "ratelimit:";
+
+/// The one rule for key prefixes, wherever one is set (the builder, the
+/// settings' `key_prefix`, `[redis] key_prefix`): at most 64 printable
+/// ASCII characters, no spaces, no braces (a brace would move the Redis
+/// Cluster hash tag that keeps a decision's keys in one slot).
+pub fn check_prefix(prefix: &str) -> Result<(), &'static str> {
+    let fits = prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'{' | b'}'));
+    if fits { Ok(()) } else { Err("at most 64 printable ASCII characters, without spaces or braces") }
+}
 
 fn is_plain(identity: &str) -> bool {
     !identity.is_empty()

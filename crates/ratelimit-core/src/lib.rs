@@ -8,11 +8,11 @@
 //! use ratelimit_core::{key, Algorithm, CheckRequest, Limit, LimitCheck, MemoryStore, Store};
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let store = MemoryStore::new();
-//! let limit = Limit::new("5/m".parse()?, Algorithm::SlidingWindow);
+//! let limit = Limit::new("5/m".parse()?, Algorithm::SlidingLog);
 //! let key = key::compose(key::DEFAULT_PREFIX, "login", limit.algorithm(), "203.0.113.9");
 //! let checks = [LimitCheck { key: &key, limit: &limit }];
 //! let decisions = store.check(CheckRequest::new(&checks, 1)).await?;
-//! assert!(decisions.allowed());
+//! assert!(decisions.all_allowed());
 //! assert_eq!(decisions[0].remaining, 4);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();

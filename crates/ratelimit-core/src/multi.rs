@@ -33,7 +33,7 @@ pub enum Strategy {
     RoundRobin,
 }
 
-/// Failover settings, with the seed's names.
+/// Failover settings, with django-smart-ratelimit's names.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MultiStoreConfig {

@@ -61,7 +61,7 @@ fn drive_decide(store: &MemoryStore, checks: &[LimitCheck<'_>], mut t: u64, coun
     let mut admitted = 0;
     for _ in 0..count {
         let decisions = store.decide(CheckRequest::new(checks, 1).at(t), true).expect("decide");
-        admitted += usize::from(decisions.allowed());
+        admitted += usize::from(decisions.all_allowed());
         t += STEP;
     }
     (admitted, t)
@@ -73,7 +73,7 @@ fn drive_check(store: &MemoryStore, checks: &[LimitCheck<'_>], mut t: u64, count
     let mut pending = 0;
     for _ in 0..count {
         match poll_once(store.check(CheckRequest::new(checks, 1).at(t))) {
-            Some(decisions) => admitted += usize::from(decisions.expect("check").allowed()),
+            Some(decisions) => admitted += usize::from(decisions.expect("check").all_allowed()),
             None => pending += 1,
         }
         t += STEP;
@@ -136,7 +136,7 @@ fn bytes_per_key(algorithm: Algorithm) -> (f64, f64) {
     for (i, key) in keys.iter().enumerate() {
         let checks = [LimitCheck { key, limit: &limit }];
         let decisions = store.decide(CheckRequest::new(&checks, 1).at(BASE + i as u64), true).expect("decide");
-        assert!(decisions.allowed(), "{algorithm}: a new key's first request passes");
+        assert!(decisions.all_allowed(), "{algorithm}: a new key's first request passes");
     }
     let change = region.change();
     let live = change.bytes_allocated as f64 - change.bytes_deallocated as f64;

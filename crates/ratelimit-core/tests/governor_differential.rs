@@ -38,7 +38,7 @@ proptest! {
             elapsed += advance_ms * 1_000_000;
             clock.advance(Duration::from_millis(advance_ms));
             let checks = [LimitCheck { key: keys[which], limit: &ours }];
-            let mine = store.decide(CheckRequest::new(&checks, 1).at(START + elapsed), true).unwrap().allowed();
+            let mine = store.decide(CheckRequest::new(&checks, 1).at(START + elapsed), true).unwrap().all_allowed();
             let governor = theirs.check_key(&keys[which]).is_ok();
             prop_assert_eq!(mine, governor, "step {} key {} at +{} ns", step, keys[which], elapsed);
         }

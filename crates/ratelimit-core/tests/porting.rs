@@ -31,7 +31,7 @@ async fn admits(settings: &Settings) -> bool {
     let limit = Limit::new(Rate::per_minute(2).unwrap(), Algorithm::FixedWindow);
     let key = format!("porting:{}", std::process::id());
     let checks = [LimitCheck { key: &key, limit: &limit }];
-    built.store.check(CheckRequest::new(&checks, 1)).await.map(|d| d.allowed()).unwrap_or(false)
+    built.store.check(CheckRequest::new(&checks, 1)).await.map(|d| d.all_allowed()).unwrap_or(false)
 }
 
 fn services_required() -> bool {
@@ -140,12 +140,12 @@ async fn round_robin() {
 #[test]
 fn algorithms() {
     assert_eq!(read("Fixed window").algorithm, Algorithm::FixedWindow);
-    assert_eq!(read("Sliding window").algorithm, Algorithm::SlidingWindow);
+    assert_eq!(read("Sliding window").algorithm, Algorithm::SlidingLog);
 }
 
 #[test]
 fn a_default_algorithm_for_the_redis_store() {
-    assert_eq!(read("A default algorithm for the Redis store").redis.algorithm, Some(Algorithm::SlidingWindow));
+    assert_eq!(read("A default algorithm for the Redis store").redis.algorithm, Some(Algorithm::SlidingLog));
 }
 
 #[test]
@@ -236,4 +236,29 @@ fn mistakes_get_errors_that_say_what_to_write() {
             assert!(error.contains(words), "{text:?}: {error:?} lacks {words:?}");
         }
     }
+}
+
+/// django-smart-ratelimit keeps its Redis prefix in `RATELIMIT_REDIS`; here
+/// `[redis] key_prefix` is then the one prefix of every key, never stacked
+/// on the top-level one or added twice by the store.
+#[tokio::test]
+async fn a_redis_key_prefix_is_the_one_prefix() {
+    let text = "backend = \"redis\"\nkey_prefix = \"app:\"\n[redis]\nkey_prefix = \"pfx:\"\n\
+                socket_timeout = 5\nsocket_connect_timeout = 5";
+    let settings = Settings::from_toml(text, "limits.toml", []).unwrap();
+    assert_eq!(settings.default_key_prefix(), "pfx:");
+    let built = build_store(&settings, &StoreRegistry::new(), "limits.toml").await.unwrap();
+    let limit = Limit::new(Rate::per_minute(2).unwrap(), Algorithm::FixedWindow);
+    let key = format!("{}stack:{{{}}}", settings.default_key_prefix(), std::process::id());
+    let checks = [LimitCheck { key: &key, limit: &limit }];
+    if let Err(error) = built.store.check(CheckRequest::new(&checks, 1)).await {
+        assert!(!services_required(), "Redis on localhost:6379: {error}");
+        return;
+    }
+    let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let written: i64 = redis::cmd("EXISTS").arg(&key).query_async(&mut connection).await.unwrap();
+    let stacked: i64 = redis::cmd("EXISTS").arg(format!("pfx:{key}")).query_async(&mut connection).await.unwrap();
+    let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut connection).await.unwrap();
+    assert_eq!((written, stacked), (1, 0));
 }

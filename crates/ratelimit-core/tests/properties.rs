@@ -139,7 +139,7 @@ proptest! {
 
     #[test]
     fn sliding_window_admits_at_most_the_limit_in_every_period(case in case()) {
-        let run = run(&case, Algorithm::SlidingWindow)?;
+        let run = run(&case, Algorithm::SlidingLog)?;
         let (limit, period) = (run.limit.rate().limit(), run.limit.period_nanos());
         for &(t, _) in &run.admitted {
             let units = admitted_between(&run.admitted, t - period + 1, t);

@@ -28,7 +28,7 @@ async fn connect(url: &str) -> RedisStore {
 
 async fn allowed(store: &RedisStore, key: &str, limit: &Limit, cost: u64) -> Result<bool, StoreError> {
     let checks = [LimitCheck { key, limit }];
-    store.check(CheckRequest::new(&checks, cost)).await.map(|d| d.allowed())
+    store.check(CheckRequest::new(&checks, cost)).await.map(|d| d.all_allowed())
 }
 
 /// Two stores (two app servers) with 64 tasks each on one key: exactly the limit passes.
@@ -78,9 +78,9 @@ async fn one_script_call_per_decision() {
     let warm = limit("10/s", Algorithm::FixedWindow);
     allowed(&store, "t:warm:{x}", &warm, 1).await.unwrap();
     server.cli(&["CONFIG", "RESETSTAT"]);
-    let limits = [limit("10/s", Algorithm::TokenBucket), limit("100/h", Algorithm::SlidingWindow)];
+    let limits = [limit("10/s", Algorithm::TokenBucket), limit("100/h", Algorithm::SlidingLog)];
     let keys =
-        [key::compose("t:", "a", Algorithm::TokenBucket, "c"), key::compose("t:", "b", Algorithm::SlidingWindow, "c")];
+        [key::compose("t:", "a", Algorithm::TokenBucket, "c"), key::compose("t:", "b", Algorithm::SlidingLog, "c")];
     let checks = [LimitCheck { key: &keys[0], limit: &limits[0] }, LimitCheck { key: &keys[1], limit: &limits[1] }];
     for _ in 0..25 {
         store.check(CheckRequest::new(&checks, 1)).await.unwrap();
@@ -110,8 +110,8 @@ async fn a_sliding_log_stores_one_member_per_request() {
     let server = Server::start(&[]);
     let store = connect(&server.url()).await;
     let max = ratelimit_core::MAX_SLIDING_LOG_LIMIT;
-    let log = Limit::new(Rate::per_hour(max).unwrap(), Algorithm::SlidingWindow);
-    let key = key::compose("t:", "big", Algorithm::SlidingWindow, "c");
+    let log = Limit::new(Rate::per_hour(max).unwrap(), Algorithm::SlidingLog);
+    let key = key::compose("t:", "big", Algorithm::SlidingLog, "c");
     assert!(allowed(&store, &key, &log, max - 1).await.unwrap());
     assert!(allowed(&store, &key, &log, 1).await.unwrap());
     assert!(!allowed(&store, &key, &log, 1).await.unwrap());
@@ -273,10 +273,10 @@ async fn reset_and_peek() {
         let key = key::compose("t:", "reset", algorithm, "c");
         let checks = [LimitCheck { key: &key, limit: &limit }];
         assert!(allowed(&store, &key, &limit, 2).await.unwrap());
-        assert!(!store.peek(CheckRequest::new(&checks, 1)).await.unwrap().allowed());
+        assert!(!store.peek(CheckRequest::new(&checks, 1)).await.unwrap().all_allowed());
         store.reset(checks[0]).await.unwrap();
         let peeked = store.peek(CheckRequest::new(&checks, 2)).await.unwrap();
-        assert!(peeked.allowed(), "{algorithm}");
+        assert!(peeked.all_allowed(), "{algorithm}");
         assert_eq!(server.cli(&["EXISTS", &key]).trim(), "0", "peek writes nothing");
     }
 }
@@ -314,7 +314,7 @@ async fn cluster_keeps_each_decision_on_one_slot_and_spreads_clients() {
             key::compose("t:", "b", Algorithm::FixedWindow, &identity),
         ];
         let checks = [LimitCheck { key: &keys[0], limit: &limits[0] }, LimitCheck { key: &keys[1], limit: &limits[1] }];
-        assert!(stores[0].check(CheckRequest::new(&checks, 1)).await.unwrap().allowed());
+        assert!(stores[0].check(CheckRequest::new(&checks, 1)).await.unwrap().all_allowed());
     }
     let spread = cluster.keys_per_primary();
     assert_eq!(spread.len(), 3);

@@ -84,7 +84,7 @@ fn an_empty_file_gives_the_defaults() {
     let s = Settings::from_toml("", "empty.toml", no_env()).unwrap();
     assert_eq!(s, Settings::default());
     assert_eq!(s.backend, "memory");
-    assert_eq!(s.algorithm, Algorithm::SlidingWindow);
+    assert_eq!(s.algorithm, Algorithm::SlidingLog);
     assert_eq!(s.key_prefix, "ratelimit:");
 }
 
@@ -145,7 +145,7 @@ fn limit() -> Limit {
 async fn admits(store: &SharedStore, key: &str) -> bool {
     let limit = limit();
     let checks = [LimitCheck { key, limit: &limit }];
-    store.check(CheckRequest::new(&checks, 1)).await.unwrap().allowed()
+    store.check(CheckRequest::new(&checks, 1)).await.unwrap().all_allowed()
 }
 
 #[tokio::test]
@@ -248,7 +248,7 @@ async fn a_store_that_is_down_at_startup_is_retried_without_stalling_requests() 
     assert_eq!(attempts.load(Ordering::SeqCst), 1);
     up.store(true, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert!(built.store.check(CheckRequest::new(&checks, 1)).await.unwrap().allowed());
+    assert!(built.store.check(CheckRequest::new(&checks, 1)).await.unwrap().all_allowed());
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 }
 

@@ -78,7 +78,7 @@ fn rule(
         .algorithm(settings.default_algorithm())
         .key(middleware.key.key())
         .trusted_proxies(&middleware.trusted_proxies)
-        .key_prefix(settings.key_prefix.clone())
+        .key_prefix(settings.default_key_prefix())
         .store(store.clone())
         .mode(if middleware.block { Mode::Enforce } else { Mode::Shadow })
         .failure_policy(settings.failure_mode)

@@ -117,11 +117,11 @@ where
     if local {
         shared.telemetry.fell_back(Fallback::Local);
     }
-    let outcome = if decisions.allowed() { Outcome::Allowed } else { Outcome::Limited(shared.mode) };
+    let outcome = if decisions.all_allowed() { Outcome::Allowed } else { Outcome::Limited(shared.mode) };
     shared.telemetry.record(outcome, !local);
     match shared.mode {
         Mode::Shadow => State::Calling { future: inner.call(request), after: After::Nothing },
-        Mode::Enforce if !decisions.allowed() => {
+        Mode::Enforce if !decisions.all_allowed() => {
             let mut response = headers::limited(&shared, &decisions);
             if local {
                 response.headers_mut().insert(X_RATELIMIT_STATUS, STATUS_LOCAL);

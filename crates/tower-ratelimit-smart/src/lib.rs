@@ -55,10 +55,7 @@ pub use layer::RateLimitLayer;
 pub use middleware_settings::{KeySpec, MiddlewareSettings};
 pub use net::{IpNet, IpNetParseError};
 pub use service::RateLimit;
-pub use telemetry::{
-    ALLOWED as METRIC_ALLOWED, DEGRADED as METRIC_DEGRADED, ERRORS as METRIC_STORE_ERRORS, LIMITED as METRIC_LIMITED,
-    PolicyHealth, PolicyState,
-};
+pub use telemetry::{METRIC_ALLOWED, METRIC_DEGRADED, METRIC_LIMITED, METRIC_STORE_ERRORS, PolicyHealth, PolicyState};
 
 #[cfg(feature = "memory")]
 pub use ratelimit_core::MemoryStore;

@@ -18,16 +18,16 @@ use crate::config::Mode;
 static METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
 
 /// Counter names, each labelled with `policy`.
-pub const ALLOWED: &str = "ratelimit_allowed_total";
+pub const METRIC_ALLOWED: &str = "ratelimit_allowed_total";
 /// Requests over the limit, labelled with the layer's `mode` (`enforce`
 /// answered 429; `shadow` and `annotate` let them through).
-pub const LIMITED: &str = "ratelimit_limited_total";
+pub const METRIC_LIMITED: &str = "ratelimit_limited_total";
 /// Checks the store could not answer.
-pub const ERRORS: &str = "ratelimit_store_errors_total";
+pub const METRIC_STORE_ERRORS: &str = "ratelimit_store_errors_total";
 /// Requests the store could not decide that were let through unchecked
 /// (`decided_by = "fail_open"`) or decided by the in-process fallback
 /// store (`decided_by = "local"`).
-pub const DEGRADED: &str = "ratelimit_degraded_total";
+pub const METRIC_DEGRADED: &str = "ratelimit_degraded_total";
 
 #[derive(Clone, Copy)]
 pub(crate) enum Outcome {
@@ -91,12 +91,12 @@ impl Telemetry {
     pub(crate) fn new(policy: &str) -> Self {
         let label = || Label::new("policy", policy.to_owned());
         Self {
-            allowed: Key::from_parts(ALLOWED, vec![label()]),
+            allowed: Key::from_parts(METRIC_ALLOWED, vec![label()]),
             limited: ["enforce", "shadow", "annotate"]
-                .map(|mode| Key::from_parts(LIMITED, vec![label(), Label::from_static_parts("mode", mode)])),
-            errors: Key::from_parts(ERRORS, vec![label()]),
+                .map(|mode| Key::from_parts(METRIC_LIMITED, vec![label(), Label::from_static_parts("mode", mode)])),
+            errors: Key::from_parts(METRIC_STORE_ERRORS, vec![label()]),
             degraded: ["fail_open", "local"]
-                .map(|by| Key::from_parts(DEGRADED, vec![label(), Label::from_static_parts("decided_by", by)])),
+                .map(|by| Key::from_parts(METRIC_DEGRADED, vec![label(), Label::from_static_parts("decided_by", by)])),
             store_log: Throttle::default(),
             address_log: Throttle::default(),
             state: AtomicU8::new(STATE_IDLE),

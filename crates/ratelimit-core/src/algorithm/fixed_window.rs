@@ -43,7 +43,7 @@ pub fn decide(state: Option<WindowState>, now: UnixNanos, limit: &Limit, cost: u
     }
     if cost <= remaining {
         let next = WindowState { end, count: count + cost };
-        (Decision::allowed(capacity, remaining - cost, reset), next)
+        (Decision::admitted(capacity, remaining - cost, reset), next)
     } else {
         (Decision::denied(capacity, remaining, reset, Some(reset)), current)
     }

@@ -25,11 +25,14 @@ pub enum Algorithm {
     /// Windows aligned to multiples of the period since the Unix epoch; at
     /// most `limit` units per window. Every client's window resets at the
     /// same instant. See [`fixed_window`].
-    #[default]
     FixedWindow,
     /// An exact log of admitted requests: for every instant `t`, the units
     /// admitted in `(t - period, t]` never exceed `limit`. See [`sliding_log`].
-    SlidingWindow,
+    /// Written `sliding_window` in settings, django-smart-ratelimit's name,
+    /// and the default there and in the builder: exact from the first
+    /// request, for limits of up to 10,000 per period.
+    #[default]
+    SlidingLog,
     /// The previous and current fixed-window counts, the previous one
     /// weighted by how much of it the sliding window still covers. See
     /// [`sliding_counter`].
@@ -42,13 +45,13 @@ pub enum Algorithm {
 impl Algorithm {
     /// Every algorithm, in a stable order.
     pub const ALL: [Algorithm; 4] =
-        [Algorithm::FixedWindow, Algorithm::SlidingWindow, Algorithm::SlidingWindowCounter, Algorithm::TokenBucket];
+        [Algorithm::FixedWindow, Algorithm::SlidingLog, Algorithm::SlidingWindowCounter, Algorithm::TokenBucket];
 
     /// The name used in settings, keys and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::FixedWindow => "fixed_window",
-            Algorithm::SlidingWindow => "sliding_window",
+            Algorithm::SlidingLog => "sliding_window",
             Algorithm::SlidingWindowCounter => "sliding_window_counter",
             Algorithm::TokenBucket => "token_bucket",
         }
@@ -68,7 +71,7 @@ impl FromStr for Algorithm {
         let normalized = s.trim().to_ascii_lowercase().replace('-', "_");
         Ok(match normalized.as_str() {
             "fixed_window" | "fixed" => Algorithm::FixedWindow,
-            "sliding_window" | "sliding_window_log" | "sliding_log" => Algorithm::SlidingWindow,
+            "sliding_window" | "sliding_window_log" | "sliding_log" => Algorithm::SlidingLog,
             "sliding_window_counter" | "sliding_counter" => Algorithm::SlidingWindowCounter,
             "token_bucket" | "leaky_bucket" | "gcra" => Algorithm::TokenBucket,
             _ => return Err(AlgorithmParseError(s.to_owned())),
@@ -108,7 +111,7 @@ impl Limit {
     }
 
     /// Checks that the stores can enforce this limit. The one rule: a
-    /// [`SlidingWindow`](Algorithm::SlidingWindow) limit allows at most
+    /// [`SlidingLog`](Algorithm::SlidingLog) limit allows at most
     /// [`MAX_SLIDING_LOG_LIMIT`](sliding_log::MAX_SLIDING_LOG_LIMIT) per
     /// period. The layer's builder and the settings refuse such a limit,
     /// and every store answers a check naming one with
@@ -116,14 +119,14 @@ impl Limit {
     ///
     /// ```
     /// use ratelimit_core::{Algorithm, Limit};
-    /// assert!(Limit::new("10000/s".parse()?, Algorithm::SlidingWindow).validate().is_ok());
-    /// let error = Limit::new("10001/s".parse()?, Algorithm::SlidingWindow).validate().unwrap_err();
+    /// assert!(Limit::new("10000/s".parse()?, Algorithm::SlidingLog).validate().is_ok());
+    /// let error = Limit::new("10001/s".parse()?, Algorithm::SlidingLog).validate().unwrap_err();
     /// assert!(error.to_string().contains("sliding_window_counter"));
     /// assert!(Limit::new("10001/s".parse()?, Algorithm::SlidingWindowCounter).validate().is_ok());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn validate(&self) -> Result<(), LimitError> {
-        if self.algorithm == Algorithm::SlidingWindow && self.rate.limit() > sliding_log::MAX_SLIDING_LOG_LIMIT {
+        if self.algorithm == Algorithm::SlidingLog && self.rate.limit() > sliding_log::MAX_SLIDING_LOG_LIMIT {
             return Err(LimitError::SlidingLogTooLarge { rate: self.rate });
         }
         Ok(())

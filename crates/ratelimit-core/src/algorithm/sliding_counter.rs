@@ -64,7 +64,7 @@ pub fn decide(state: Option<CounterState>, now: UnixNanos, limit: &Limit, cost: 
     let wanted = used + u128::from(cost) * p;
     if wanted <= budget {
         let next = CounterState { current: current + cost, ..state };
-        let decision = Decision::allowed(capacity, remaining(wanted), reset_for(next.current));
+        let decision = Decision::admitted(capacity, remaining(wanted), reset_for(next.current));
         return (decision, next);
     }
     let retry = if current + cost <= capacity {

@@ -101,7 +101,7 @@ impl SlidingLog {
                 self.expires_at = at.saturating_add(period);
             }
             let reset = if cost > 0 { self.expires_at.max(now.saturating_add(period)) - now } else { reset };
-            return Decision::allowed(capacity, remaining - cost, reset);
+            return Decision::admitted(capacity, remaining - cost, reset);
         }
         let mut to_free = cost - remaining;
         let mut retry = reset;
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn frees_units_as_entries_leave_the_window() {
-        let limit = Limit::new(Rate::new(3, std::time::Duration::from_secs(10)).unwrap(), Algorithm::SlidingWindow);
+        let limit = Limit::new(Rate::new(3, std::time::Duration::from_secs(10)).unwrap(), Algorithm::SlidingLog);
         let mut log = SlidingLog::new();
         let t = 100 * S;
         assert!(log.decide(t, &limit, 1, true).allowed);
@@ -144,7 +144,7 @@ mod tests {
     #[test]
     fn a_request_of_many_units_is_one_entry() {
         let rate = Rate::per_minute(MAX_SLIDING_LOG_LIMIT).unwrap();
-        let limit = Limit::new(rate, Algorithm::SlidingWindow);
+        let limit = Limit::new(rate, Algorithm::SlidingLog);
         let mut log = SlidingLog::new();
         let t = 100 * S;
         let d = log.decide(t, &limit, MAX_SLIDING_LOG_LIMIT - 1, true);

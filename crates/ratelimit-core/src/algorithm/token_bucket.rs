@@ -48,7 +48,7 @@ pub fn decide(state: Option<BucketState>, now: UnixNanos, limit: &Limit, cost: u
     let next_used = next_tat - now;
     if next_used <= tolerance {
         let remaining = (tolerance - next_used) / interval;
-        (Decision::allowed(capacity, remaining, next_used), BucketState { tat: next_tat })
+        (Decision::admitted(capacity, remaining, next_used), BucketState { tat: next_tat })
     } else {
         let retry = next_used - tolerance;
         (Decision::denied(capacity, remaining_now, used, Some(retry)), current)

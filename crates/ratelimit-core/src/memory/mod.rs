@@ -48,9 +48,9 @@ const MAX_SHARDS: usize = 64;
 /// let store = MemoryStore::new();
 /// let limit = Limit::new("2/m".parse()?, Algorithm::TokenBucket);
 /// let checks = [LimitCheck { key: "rl:demo:token_bucket:alice", limit: &limit }];
-/// assert!(store.check(CheckRequest::new(&checks, 1)).await?.allowed());
-/// assert!(store.check(CheckRequest::new(&checks, 1)).await?.allowed());
-/// assert!(!store.check(CheckRequest::new(&checks, 1)).await?.allowed());
+/// assert!(store.check(CheckRequest::new(&checks, 1)).await?.all_allowed());
+/// assert!(store.check(CheckRequest::new(&checks, 1)).await?.all_allowed());
+/// assert!(!store.check(CheckRequest::new(&checks, 1)).await?.all_allowed());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -226,7 +226,7 @@ impl<C: Clock> MemoryStore<C> {
             decisions.push(decision);
             updates.push(update);
         }
-        if !decisions.allowed() {
+        if !decisions.all_allowed() {
             // Nothing is charged: limits that would have admitted the request
             // report themselves as they stand.
             for (i, (check, &hash)) in request.limits.iter().zip(&hashes).enumerate() {
@@ -236,7 +236,7 @@ impl<C: Clock> MemoryStore<C> {
                 *decision = evaluate(entry.map(|e| &mut e.state), now, check.limit, 0).0;
             }
         }
-        if charge && request.cost > 0 && decisions.allowed() {
+        if charge && request.cost > 0 && decisions.all_allowed() {
             for (((check, &hash), update), decision) in request.limits.iter().zip(&hashes).zip(updates).zip(&decisions)
             {
                 let index = self.inner.shard_of(hash);
@@ -331,7 +331,7 @@ fn evaluate(state: Option<&mut State>, now: UnixNanos, limit: &Limit, cost: u64)
             let (d, next) = sliding_counter::decide(current, now, limit, cost);
             (d, Some(State::from_counter(next, limit)))
         }
-        Algorithm::SlidingWindow => match state {
+        Algorithm::SlidingLog => match state {
             Some(State::Log(log)) => (log.decide(now, limit, cost, false), None),
             _ => (SlidingLog::new().decide(now, limit, cost, false), None),
         },

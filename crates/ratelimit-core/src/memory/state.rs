@@ -38,7 +38,7 @@ impl State {
             State::Window(_) => Algorithm::FixedWindow,
             State::Counter { .. } => Algorithm::SlidingWindowCounter,
             State::Bucket(_) => Algorithm::TokenBucket,
-            State::Log(_) => Algorithm::SlidingWindow,
+            State::Log(_) => Algorithm::SlidingLog,
         }
     }
 

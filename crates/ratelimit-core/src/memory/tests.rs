@@ -181,7 +181,7 @@ fn threads_checking_two_limits_admit_exactly_the_tighter_one_and_charge_both() {
             for _ in 0..8 {
                 scope.spawn(|| {
                     for _ in 0..100 {
-                        if store.decide(CheckRequest::new(&both, 1), true).unwrap().allowed() {
+                        if store.decide(CheckRequest::new(&both, 1), true).unwrap().all_allowed() {
                             admitted.fetch_add(1, Ordering::SeqCst);
                         }
                     }

@@ -140,7 +140,7 @@ impl RedisStore {
 fn code(algorithm: Algorithm) -> &'static str {
     match algorithm {
         Algorithm::FixedWindow => "fw",
-        Algorithm::SlidingWindow => "sw",
+        Algorithm::SlidingLog => "sw",
         Algorithm::SlidingWindowCounter => "swc",
         Algorithm::TokenBucket => "tb",
     }

@@ -56,7 +56,9 @@ pub struct RedisSettings {
     /// again, since its script may have run and charged; a second run would
     /// charge twice.
     pub retry_on_timeout: bool,
-    /// Prepended to every key (default empty); no braces.
+    /// Prepended to every key by the store itself (default empty). From a
+    /// settings file with `backend = "redis"`, it is the one prefix of the
+    /// keys instead of the top-level `key_prefix`, never added to it.
     pub key_prefix: String,
     /// With `backend = "redis"`, the algorithm of limits that name none,
     /// over the top-level `algorithm`; see `Settings::default_algorithm`.
@@ -186,12 +188,7 @@ impl RedisSettings {
         if self.max_connections == 0 || self.max_connections > 64 {
             return Err(invalid("max_connections", format!("{} must be between 1 and 64", self.max_connections)));
         }
-        if self.key_prefix.len() > 64
-            || self.key_prefix.contains(['{', '}'])
-            || self.key_prefix.contains(char::is_whitespace)
-        {
-            return Err(invalid("key_prefix", "at most 64 characters, without braces or spaces"));
-        }
+        crate::key::check_prefix(&self.key_prefix).map_err(|problem| invalid("key_prefix", problem))?;
         match self.deployment() {
             Deployment::Sentinel => {
                 if self.service_name.as_deref().is_none_or(|s| s.trim().is_empty()) {

@@ -294,15 +294,21 @@ fn memory_store(memory: &MemorySettings) -> SharedStore {
 
 #[cfg(feature = "redis")]
 fn redis_spec(config: Section<'_>, source: &str, field: &str) -> Result<StoreSpec, SettingsError> {
-    let redis: crate::redis::RedisSettings = match config {
-        Section::Own(settings) => settings.redis.clone(),
+    let (mut redis, own): (crate::redis::RedisSettings, bool) = match config {
+        Section::Own(settings) => (settings.redis.clone(), true),
         Section::Entry(table) => {
             let redis: crate::redis::RedisSettings = parse(table, source, field)?;
             no_own_algorithm(redis.algorithm, source, field)?;
-            redis
+            (redis, false)
         }
     };
     redis.validate().map_err(|e| field_error(source, field, e))?;
+    if own {
+        // The single store's prefix is the settings' one
+        // (`Settings::default_key_prefix`), which the layer writes into
+        // every key: the store adding it again would stack two.
+        redis.key_prefix.clear();
+    }
     Ok(StoreSpec::Redis(redis))
 }
 

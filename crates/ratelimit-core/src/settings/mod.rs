@@ -1,5 +1,5 @@
 //! One settings struct for the whole limiter, read from a TOML file and
-//! overridden by `RATELIMIT_*` environment variables, with the seed's
+//! overridden by `RATELIMIT_*` environment variables, with django-smart-ratelimit's
 //! names (`backend`, `algorithm`, `key_prefix`, `[redis]`, `[database]`,
 //! `[[backends]]`, `[circuit_breaker]`, `[middleware]`, ...).
 //!
@@ -138,8 +138,8 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             backend: "memory".into(),
-            algorithm: Algorithm::SlidingWindow,
-            key_prefix: "ratelimit:".into(),
+            algorithm: Algorithm::default(),
+            key_prefix: crate::key::DEFAULT_PREFIX.into(),
             failure_mode: FailurePolicy::Open,
             memory: MemorySettings::default(),
             redis: Default::default(),
@@ -214,6 +214,18 @@ impl Settings {
         own.unwrap_or(self.algorithm)
     }
 
+    /// The prefix of every store key: `[redis] key_prefix` when the single
+    /// store is Redis and sets one (django-smart-ratelimit keeps its Redis
+    /// prefix there), otherwise the top-level `key_prefix`. The two never
+    /// stack: the Redis store built from these settings adds none of its own.
+    pub fn default_key_prefix(&self) -> &str {
+        match self.backend.as_str() {
+            #[cfg(feature = "redis")]
+            "redis" if !self.redis.key_prefix.is_empty() => &self.redis.key_prefix,
+            _ => &self.key_prefix,
+        }
+    }
+
     /// The defaults with the environment applied, for running without a file.
     pub fn from_env() -> Result<Self, SettingsError> {
         Self::from_toml("", "environment", env::process_vars("environment")?)
@@ -235,8 +247,8 @@ impl Settings {
                 return fail(field, problem);
             }
         }
-        if self.key_prefix.contains(['{', '}']) {
-            return fail("key_prefix", "must not contain braces (they would move Redis Cluster hash slots)".into());
+        if let Err(problem) = crate::key::check_prefix(&self.key_prefix) {
+            return fail("key_prefix", problem.into());
         }
         for (i, entry) in self.backends.iter().enumerate() {
             if entry.name.trim().is_empty() || self.backends[..i].iter().any(|e| e.name == entry.name) {

@@ -109,7 +109,7 @@ pub(super) async fn decide<T: Txn>(
             Algorithm::TokenBucket => {
                 Current::Bucket(live.map(|r| token_bucket::BucketState { tat: nanos(r.expires_at) }))
             }
-            Algorithm::SlidingWindow => {
+            Algorithm::SlidingLog => {
                 let period = check.limit.period_nanos();
                 let after = signed(now.saturating_sub(period));
                 let entries = txn.entries(key, after).await?;
@@ -125,7 +125,7 @@ pub(super) async fn decide<T: Txn>(
     for (check, current) in request.limits.iter().zip(&mut currents) {
         decisions.push(evaluate(current, now, check.limit, request.cost));
     }
-    if !decisions.allowed() {
+    if !decisions.all_allowed() {
         // Nothing is charged: limits that would have admitted the request
         // report themselves as they stand.
         for (i, (check, current)) in request.limits.iter().zip(&mut currents).enumerate() {
@@ -135,7 +135,7 @@ pub(super) async fn decide<T: Txn>(
         }
     }
     let mut written = 0;
-    if charge && request.cost > 0 && decisions.allowed() {
+    if charge && request.cost > 0 && decisions.all_allowed() {
         for ((check, key), current) in request.limits.iter().zip(keys).zip(currents) {
             written += write(txn, key, check.limit, current, now, request.cost).await?;
         }
@@ -236,11 +236,11 @@ pub(super) fn single_statement_decision(
     let capacity = limit.capacity();
     let until = nanos(expires_at).saturating_sub(now);
     match kind {
-        SingleStatement::Window => Decision::allowed(capacity, capacity.saturating_sub(nanos(count)), until),
+        SingleStatement::Window => Decision::admitted(capacity, capacity.saturating_sub(nanos(count)), until),
         SingleStatement::Bucket => {
             let interval = token_bucket::emission_interval(limit);
             let tolerance = interval.saturating_mul(capacity);
-            Decision::allowed(capacity, tolerance.saturating_sub(until) / interval, until)
+            Decision::admitted(capacity, tolerance.saturating_sub(until) / interval, until)
         }
     }
 }
@@ -305,7 +305,7 @@ mod hostile_replies {
     fn algorithm() -> impl Strategy<Value = Algorithm> {
         prop_oneof![
             Just(Algorithm::FixedWindow),
-            Just(Algorithm::SlidingWindow),
+            Just(Algorithm::SlidingLog),
             Just(Algorithm::SlidingWindowCounter),
             Just(Algorithm::TokenBucket),
         ]

@@ -1,4 +1,4 @@
-//! Settings of the SQL store, with the seed's names where it has them.
+//! Settings of the SQL store, with django-smart-ratelimit's names where it has them.
 
 use std::time::Duration;
 

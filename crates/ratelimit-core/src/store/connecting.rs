@@ -208,7 +208,7 @@ mod tests {
         let checks = [LimitCheck { key: "k", limit: &limit }];
         let (a, b) =
             tokio::join!(store.check(CheckRequest::new(&checks, 1)), store.check(CheckRequest::new(&checks, 1)));
-        let admitted = [a.unwrap().allowed(), b.unwrap().allowed()];
+        let admitted = [a.unwrap().all_allowed(), b.unwrap().all_allowed()];
         assert_eq!(admitted.iter().filter(|a| **a).count(), 1, "{admitted:?}");
         assert_eq!(store.state(), ConnectionState::Connected);
     }

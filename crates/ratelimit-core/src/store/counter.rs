@@ -103,13 +103,13 @@ impl<C: CounterStore, K: Clock> CounterAdapter<C, K> {
             };
             let after = u64::try_from(after).unwrap_or(0);
             if after <= capacity {
-                decisions.push(Decision::allowed(capacity, capacity - after, reset));
+                decisions.push(Decision::admitted(capacity, capacity - after, reset));
             } else {
                 let before = after - request.cost;
                 decisions.push(Decision::denied(capacity, capacity.saturating_sub(before), reset, Some(reset)));
             }
         }
-        if !decisions.allowed() {
+        if !decisions.all_allowed() {
             for key in &charged {
                 self.counters.incr(key, -cost, Duration::ZERO).await?;
             }

@@ -19,7 +19,7 @@ pub async fn hammer<S: Store + Clone>(stores: &[S], tasks_per_store: usize, algo
             tasks.push(tokio::spawn(async move {
                 for _ in 0..4 {
                     let checks = [LimitCheck { key: &key, limit: &limit }];
-                    if store.check(CheckRequest::new(&checks, 1)).await.unwrap().allowed() {
+                    if store.check(CheckRequest::new(&checks, 1)).await.unwrap().all_allowed() {
                         admitted.fetch_add(1, Ordering::SeqCst);
                     }
                 }

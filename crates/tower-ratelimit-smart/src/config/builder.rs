@@ -47,7 +47,7 @@ impl IntoRate for String {
 /// let config = RateLimitConfig::builder()
 ///     .rate("10/s")
 ///     .rate("1000/h")
-///     .algorithm(Algorithm::SlidingWindow)
+///     .algorithm(Algorithm::SlidingLog)
 ///     .key(Key::header("x-api-key"))
 ///     .policy("api")
 ///     .build()?;
@@ -112,7 +112,8 @@ impl RateLimitConfigBuilder {
         self
     }
 
-    /// The algorithm for every rate of this layer (default fixed window).
+    /// The algorithm for every rate of this layer (default [`Algorithm::SlidingLog`],
+    /// `sliding_window` in settings: the one default of both).
     pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
         self.algorithm = algorithm;
         self
@@ -272,7 +273,7 @@ impl RateLimitConfigBuilder {
             Some(name) => return Err(ConfigError::PolicyName(name)),
             None => rates_name,
         };
-        if !valid_prefix(&self.key_prefix) {
+        if key::check_prefix(&self.key_prefix).is_err() {
             return Err(ConfigError::KeyPrefix(self.key_prefix));
         }
         if !(1..=128).contains(&self.ipv6_prefix) {
@@ -369,10 +370,6 @@ fn valid_policy(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn valid_prefix(prefix: &str) -> bool {
-    prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_graphic() && !matches!(b, b'{' | b'}'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,7 +411,7 @@ mod tests {
     #[test]
     fn a_sliding_log_above_its_bound_is_refused_with_the_alternative() {
         let max = ratelimit_core::MAX_SLIDING_LOG_LIMIT;
-        let sliding = |rate: String| RateLimitConfig::builder().rate(rate).algorithm(Algorithm::SlidingWindow);
+        let sliding = |rate: String| RateLimitConfig::builder().rate(rate).algorithm(Algorithm::SlidingLog);
         assert!(sliding(format!("{max}/s")).build().is_ok());
         let refused = sliding("5/m".to_owned()).rate(format!("{}/h", max + 1)).build().expect_err("above the bound");
         assert!(matches!(refused, ConfigError::Limit(_)), "{refused:?}");
@@ -435,9 +432,13 @@ mod tests {
         let two = RateLimitConfig::builder().rate("10/s").rate("1000/h").policy("api").build().unwrap();
         let ids: Vec<_> = two.policy_state().limits.iter().map(|l| l.id.as_str()).collect();
         assert_eq!(ids, ["api/10/s", "api/1000/h"]);
-        assert_eq!(one.policy_state().limits[0].key_head, "rl:5/m:fixed_window:{");
+        assert_eq!(one.policy_state().limits[0].key_head, "ratelimit:5/m:sliding_window:{");
         let named = RateLimitConfig::builder().policy("login").rate("5/m").build().unwrap();
         assert_eq!(named.policy_state().limits[0].id, "login");
-        assert_eq!(named.policy_state().limits[0].key_head, "rl:login/5/m:fixed_window:{", "the key names the rate");
+        assert_eq!(
+            named.policy_state().limits[0].key_head,
+            "ratelimit:login/5/m:sliding_window:{",
+            "the key names the rate"
+        );
     }
 }
