@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ratelimit_core::{
-    Algorithm, CheckRequest, CounterAdapter, CounterStore, Limit, LimitCheck, Store, StoreError, key,
+    Algorithm, CheckRequest, CounterAdapter, CounterStore, Limit, LimitCheck, Store, StoreError, store_key,
 };
 
 #[derive(Default)]
@@ -59,7 +59,7 @@ impl CounterStore for MapCounters {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = CounterAdapter::new(MapCounters::default());
     let limit = Limit::new("3/m".parse()?, Algorithm::FixedWindow);
-    let key = key::compose(key::DEFAULT_PREFIX, "demo", limit.algorithm(), "ip:192.0.2.1");
+    let key = store_key::compose(store_key::DEFAULT_PREFIX, "demo", limit.algorithm(), "ip:192.0.2.1");
     let checks = [LimitCheck { key: &key, limit: &limit }];
     for attempt in 1..=4 {
         let decisions = store.check(CheckRequest::new(&checks, 1)).await?;

@@ -4,9 +4,9 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ratelimit_core::multi::Strategy;
 use ratelimit_core::settings::{BuiltStore, StoreRegistry, build_store};
 use ratelimit_core::store::Store;
+use ratelimit_core::store::multi::Strategy;
 use ratelimit_core::{Settings, StoreError};
 use serde::Serialize;
 

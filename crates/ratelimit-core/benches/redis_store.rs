@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ratelimit_core::redis::{RedisSettings, RedisStore};
-use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, key};
+use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, store_key};
 
 const KEYS: usize = 100_000;
 
@@ -22,7 +22,7 @@ fn keys(algorithm: Option<Algorithm>) -> Arc<Vec<String>> {
     Arc::new(
         (0..KEYS)
             .map(|i| match algorithm {
-                Some(a) => key::compose("b:", "bench", a, &format!("c{i}")),
+                Some(a) => store_key::compose("b:", "bench", a, &format!("c{i}")),
                 None => format!("b:raw:{{c{i}}}"),
             })
             .collect(),

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ratelimit_core::sql::{Durability, SqlSettings, SqlStore};
-use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, key};
+use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, store_key};
 
 const PREFIX: &str = "bench_";
 
@@ -85,7 +85,7 @@ async fn measure(store: &SqlStore, work: Work, tasks: usize, keys: usize, secs: 
         handles.push(tokio::spawn(async move {
             let mut n = t;
             while !stop.load(Ordering::Relaxed) {
-                let key = key::compose("b:", "p", limit.algorithm(), &(n % keys).to_string());
+                let key = store_key::compose("b:", "p", limit.algorithm(), &(n % keys).to_string());
                 n += tasks;
                 match work {
                     Work::Raw => raw_upsert(&store, &key).await,

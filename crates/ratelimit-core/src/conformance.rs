@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::clock::UnixNanos;
 use crate::store::{CheckRequest, Health, LimitCheck, Store};
-use crate::{Algorithm, Decision, Decisions, Limit, MAX_SLIDING_LOG_LIMIT, Rate, StoreError, key};
+use crate::{Algorithm, Decision, Decisions, Limit, MAX_SLIDING_LOG_LIMIT, Rate, StoreError, store_key};
 
 /// How to run the suite against one store.
 #[derive(Clone, Debug)]
@@ -268,7 +268,7 @@ pub async fn schedules<S: Store>(store: &S, options: &ConformanceOptions) {
     let res = options.resolution_nanos.max(1);
     for (n, limit) in limits().into_iter().enumerate() {
         let keys: Vec<String> = (0..3)
-            .map(|k| key::compose(&options.key_prefix, &format!("sched{n}"), limit.algorithm(), &format!("k{k}")))
+            .map(|k| store_key::compose(&options.key_prefix, &format!("sched{n}"), limit.algorithm(), &format!("k{k}")))
             .collect();
         let mut models: Vec<Model> = keys.iter().map(|_| Model::new(limit, res)).collect();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (n as u64 + 1));
@@ -320,7 +320,7 @@ pub async fn schedules<S: Store>(store: &S, options: &ConformanceOptions) {
 pub async fn peek_never_charges<S: Store>(store: &S, options: &ConformanceOptions) {
     let t = options.start / options.resolution_nanos.max(1) * options.resolution_nanos.max(1);
     for (n, limit) in limits().into_iter().enumerate() {
-        let key = key::compose(&options.key_prefix, &format!("peek{n}"), limit.algorithm(), "p");
+        let key = store_key::compose(&options.key_prefix, &format!("peek{n}"), limit.algorithm(), "p");
         let checks = [LimitCheck { key: &key, limit: &limit }];
         let context = format!("peek, {} {}", limit.algorithm(), limit.rate());
         for _ in 0..3 {
@@ -349,8 +349,8 @@ pub async fn limits_are_all_or_nothing<S: Store>(store: &S, options: &Conformanc
     for algorithm in Algorithm::ALL {
         let tight = Limit::new("2/m".parse().expect("rate"), algorithm);
         let loose = Limit::new("10/m".parse().expect("rate"), algorithm);
-        let a = key::compose(&options.key_prefix, "all-a", algorithm, "c");
-        let b = key::compose(&options.key_prefix, "all-b", algorithm, "c");
+        let a = store_key::compose(&options.key_prefix, "all-a", algorithm, "c");
+        let b = store_key::compose(&options.key_prefix, "all-b", algorithm, "c");
         let both = [LimitCheck { key: &a, limit: &tight }, LimitCheck { key: &b, limit: &loose }];
         let context = format!("all-or-nothing, {algorithm}");
         for _ in 0..2 {
@@ -379,7 +379,7 @@ pub async fn reset_restores_capacity<S: Store>(store: &S, options: &ConformanceO
     let t = options.start / res * res;
     for algorithm in Algorithm::ALL {
         let limit = Limit::new("3/h".parse().expect("rate"), algorithm);
-        let key = key::compose(&options.key_prefix, "reset", algorithm, "c");
+        let key = store_key::compose(&options.key_prefix, "reset", algorithm, "c");
         let checks = [LimitCheck { key: &key, limit: &limit }];
         let context = format!("reset, {algorithm}");
         let spent = store.check(CheckRequest::new(&checks, 3).at(t)).await.expect("check");
@@ -464,8 +464,8 @@ pub async fn multi_limit_schedules<S: Store>(store: &S, options: &ConformanceOpt
         let pair = [*first, *second];
         // One identity for both keys: a Redis Cluster hash tag puts them in one slot.
         let keys = [
-            key::compose(&options.key_prefix, &format!("multi{n}-a"), first.algorithm(), "c"),
-            key::compose(&options.key_prefix, &format!("multi{n}-b"), second.algorithm(), "c"),
+            store_key::compose(&options.key_prefix, &format!("multi{n}-a"), first.algorithm(), "c"),
+            store_key::compose(&options.key_prefix, &format!("multi{n}-b"), second.algorithm(), "c"),
         ];
         for i in 0..2 {
             let _ = store.reset(LimitCheck { key: &keys[i], limit: &pair[i] }).await;
@@ -535,7 +535,7 @@ pub async fn multi_limit_schedules<S: Store>(store: &S, options: &ConformanceOpt
 pub async fn peek_matches_check<S: Store>(store: &S, options: &ConformanceOptions) {
     let res = options.resolution_nanos.max(1);
     for (n, limit) in limits().into_iter().enumerate() {
-        let key = key::compose(&options.key_prefix, &format!("peeks{n}"), limit.algorithm(), "p");
+        let key = store_key::compose(&options.key_prefix, &format!("peeks{n}"), limit.algorithm(), "p");
         let checks = [LimitCheck { key: &key, limit: &limit }];
         let _ = store.reset(checks[0]).await;
         let mut model = Model::new(limit, res);
@@ -570,7 +570,7 @@ pub async fn peek_matches_check<S: Store>(store: &S, options: &ConformanceOption
 pub async fn denied_requests_are_not_charged<S: Store>(store: &S, options: &ConformanceOptions) {
     let res = options.resolution_nanos.max(1);
     for (n, limit) in limits().into_iter().enumerate() {
-        let key = key::compose(&options.key_prefix, &format!("denied{n}"), limit.algorithm(), "d");
+        let key = store_key::compose(&options.key_prefix, &format!("denied{n}"), limit.algorithm(), "d");
         let checks = [LimitCheck { key: &key, limit: &limit }];
         let _ = store.reset(checks[0]).await;
         let mut model = Model::new(limit, res);
@@ -621,7 +621,7 @@ pub async fn denied_requests_are_not_charged<S: Store>(store: &S, options: &Conf
 pub async fn zero_cost_is_free<S: Store>(store: &S, options: &ConformanceOptions) {
     let res = options.resolution_nanos.max(1);
     for (n, limit) in limits().into_iter().enumerate() {
-        let key = key::compose(&options.key_prefix, &format!("free{n}"), limit.algorithm(), "z");
+        let key = store_key::compose(&options.key_prefix, &format!("free{n}"), limit.algorithm(), "z");
         let checks = [LimitCheck { key: &key, limit: &limit }];
         let _ = store.reset(checks[0]).await;
         let mut model = Model::new(limit, res);
@@ -659,7 +659,7 @@ pub async fn sliding_logs_are_bounded<S: Store>(store: &S, options: &Conformance
     let res = options.resolution_nanos.max(1);
     let t = options.start / res * res;
     let largest = Limit::new(Rate::per_minute(MAX_SLIDING_LOG_LIMIT).expect("rate"), Algorithm::SlidingLog);
-    let key = key::compose(&options.key_prefix, "largest-log", Algorithm::SlidingLog, "c");
+    let key = store_key::compose(&options.key_prefix, "largest-log", Algorithm::SlidingLog, "c");
     let checks = [LimitCheck { key: &key, limit: &largest }];
     let context = format!("sliding log of {}", largest.rate());
     let _ = store.reset(checks[0]).await;
@@ -675,8 +675,8 @@ pub async fn sliding_logs_are_bounded<S: Store>(store: &S, options: &Conformance
 
     let over = Limit::new(Rate::per_minute(MAX_SLIDING_LOG_LIMIT + 1).expect("rate"), Algorithm::SlidingLog);
     let valid = Limit::new("5/m".parse().expect("rate"), Algorithm::FixedWindow);
-    let over_key = key::compose(&options.key_prefix, "oversized-log", Algorithm::SlidingLog, "c");
-    let valid_key = key::compose(&options.key_prefix, "beside-oversized", Algorithm::FixedWindow, "c");
+    let over_key = store_key::compose(&options.key_prefix, "oversized-log", Algorithm::SlidingLog, "c");
+    let valid_key = store_key::compose(&options.key_prefix, "beside-oversized", Algorithm::FixedWindow, "c");
     let alone = [LimitCheck { key: &over_key, limit: &over }];
     let beside = [LimitCheck { key: &valid_key, limit: &valid }, alone[0]];
     let context = format!("sliding log of {}", over.rate());

@@ -5,11 +5,11 @@
 //! [`Store`]. The Tower/Axum middleware lives in `tower-ratelimit-smart`.
 //!
 //! ```
-//! use ratelimit_core::{key, Algorithm, CheckRequest, Limit, LimitCheck, MemoryStore, Store};
+//! use ratelimit_core::{store_key, Algorithm, CheckRequest, Limit, LimitCheck, MemoryStore, Store};
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let store = MemoryStore::new();
 //! let limit = Limit::new("5/m".parse()?, Algorithm::SlidingLog);
-//! let key = key::compose(key::DEFAULT_PREFIX, "login", limit.algorithm(), "203.0.113.9");
+//! let key = store_key::compose(store_key::DEFAULT_PREFIX, "login", limit.algorithm(), "203.0.113.9");
 //! let checks = [LimitCheck { key: &key, limit: &limit }];
 //! let decisions = store.check(CheckRequest::new(&checks, 1)).await?;
 //! assert!(decisions.all_allowed());
@@ -31,15 +31,12 @@
 //! | `test-util` | no | the store conformance suite, [`conformance`] |
 
 pub mod algorithm;
-pub mod breaker;
 pub mod clock;
 mod decision;
 mod error;
 mod failure;
-pub mod key;
 #[cfg(feature = "memory")]
 pub mod memory;
-pub mod multi;
 mod rate;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -49,23 +46,24 @@ pub mod settings;
 #[cfg(feature = "sql")]
 pub mod sql;
 pub mod store;
+pub mod store_key;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
 
 pub use algorithm::sliding_log::MAX_SLIDING_LOG_LIMIT;
 pub use algorithm::{Algorithm, Limit};
-pub use breaker::{BreakerConfig, BreakerState, BreakerStatus, CircuitBreaker};
 pub use clock::{Clock, FakeClock, SystemClock, UnixNanos};
 pub use decision::{Decision, Decisions};
 pub use error::{ACCEPTED_RATE_FORMS, AlgorithmParseError, FieldError, LimitError, RateParseError, StoreError};
 pub use failure::FailurePolicy;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
-pub use multi::{MultiStore, MultiStoreConfig, Strategy};
 pub use rate::{MAX_LIMIT, MAX_PERIOD, Rate};
 pub use secret::{Secret, SecretUrl};
 pub use settings::{Settings, SettingsError};
+pub use store::breaker::{BreakerConfig, BreakerState, BreakerStatus, CircuitBreaker};
+pub use store::multi::{MultiStore, MultiStoreConfig, Strategy};
 pub use store::{
     BoxFuture, CheckRequest, CounterAdapter, CounterStore, DynStore, Health, LimitCheck, SharedStore, Store,
 };

@@ -16,7 +16,7 @@ use std::pin::pin;
 use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, MemoryStore, Store, key};
+use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, MemoryStore, Store, store_key};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
@@ -89,8 +89,8 @@ fn checking_a_held_key_does_not_allocate() {
     for algorithm in Algorithm::ALL {
         let tight = limit("10/s", algorithm);
         let loose = limit("100/m", algorithm);
-        let key_a = key::compose("rl:", "a", algorithm, "10.0.0.1");
-        let key_b = key::compose("rl:", "b", algorithm, "10.0.0.1");
+        let key_a = store_key::compose("rl:", "a", algorithm, "10.0.0.1");
+        let key_b = store_key::compose("rl:", "b", algorithm, "10.0.0.1");
         let both = [LimitCheck { key: &key_a, limit: &tight }, LimitCheck { key: &key_b, limit: &loose }];
         for checks in [&both[..1], &both[..]] {
             let what = format!("{algorithm} with {} limit(s)", checks.len());
@@ -128,7 +128,7 @@ fn bytes_per_key(algorithm: Algorithm) -> (f64, f64) {
     const KEYS: u32 = 1_000_000;
     // Built before measuring, so the keys' own strings are not counted.
     let keys: Vec<String> = (0..KEYS)
-        .map(|i| key::compose("rl:", "p", algorithm, &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff)))
+        .map(|i| store_key::compose("rl:", "p", algorithm, &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff)))
         .collect();
     let limit = limit("10/m", algorithm);
     let region = Region::new(GLOBAL);

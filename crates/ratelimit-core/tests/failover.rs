@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ratelimit_core::multi::{MultiStore, MultiStoreConfig, Strategy};
 use ratelimit_core::redis::{RedisSettings, RedisStore};
 use ratelimit_core::sql::{Durability, SqlSettings, SqlStore};
+use ratelimit_core::store::multi::{MultiStore, MultiStoreConfig, Strategy};
 use ratelimit_core::{
     Algorithm, BreakerConfig, BreakerState, CheckRequest, CircuitBreaker, Limit, LimitCheck, Rate, SharedStore, Store,
 };

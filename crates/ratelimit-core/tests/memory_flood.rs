@@ -7,7 +7,9 @@
 
 use std::fmt::Write as _;
 
-use ratelimit_core::{Algorithm, CheckRequest, Decisions, FakeClock, Limit, LimitCheck, MemoryStore, Rate, Store, key};
+use ratelimit_core::{
+    Algorithm, CheckRequest, Decisions, FakeClock, Limit, LimitCheck, MemoryStore, Rate, Store, store_key,
+};
 
 const SECOND: u64 = 1_000_000_000;
 /// A minute past an hour boundary: every hourly window has 59 minutes left,
@@ -32,9 +34,9 @@ fn clients_over_their_limit_stay_blocked_through_a_million_fresh_keys() {
     // Every client spends its five requests under each algorithm, and is denied.
     let blocked: Vec<(String, &Limit)> = (0..CLIENTS)
         .flat_map(|i| {
-            limits
-                .iter()
-                .map(move |limit| (key::compose("rl:", "login", limit.algorithm(), &format!("attacker{i}")), limit))
+            limits.iter().map(move |limit| {
+                (store_key::compose("rl:", "login", limit.algorithm(), &format!("attacker{i}")), limit)
+            })
         })
         .collect();
     for (key, limit) in &blocked {

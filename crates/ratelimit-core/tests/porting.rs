@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use ratelimit_core::multi::Strategy;
 use ratelimit_core::redis::Deployment;
 use ratelimit_core::settings::{StoreRegistry, build_store};
+use ratelimit_core::store::multi::Strategy;
 use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Settings, Store};
 
 /// The TOML block under `### {heading}` in docs/migrating.md.

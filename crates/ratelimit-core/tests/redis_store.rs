@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use ratelimit_core::redis::{RedisSettings, RedisStore};
-use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, StoreError, key};
+use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, StoreError, store_key};
 use support::hammer::hammer;
 use support::proxy::{Mode, Proxy};
 use support::redis_servers::{Server, redis_available};
@@ -56,7 +56,7 @@ async fn every_written_key_expires_and_hostile_identities_are_safe() {
     for algorithm in Algorithm::ALL {
         let limit = limit("3/m", algorithm);
         for identity in identities {
-            let key = key::compose("t:", "ttl", algorithm, identity);
+            let key = store_key::compose("t:", "ttl", algorithm, identity);
             assert!(key.len() < 100);
             assert!(allowed(&store, &key, &limit, 1).await.unwrap());
             let pttl: i64 = server.cli(&["PTTL", &key]).trim().parse().unwrap();
@@ -79,8 +79,10 @@ async fn one_script_call_per_decision() {
     allowed(&store, "t:warm:{x}", &warm, 1).await.unwrap();
     server.cli(&["CONFIG", "RESETSTAT"]);
     let limits = [limit("10/s", Algorithm::TokenBucket), limit("100/h", Algorithm::SlidingLog)];
-    let keys =
-        [key::compose("t:", "a", Algorithm::TokenBucket, "c"), key::compose("t:", "b", Algorithm::SlidingLog, "c")];
+    let keys = [
+        store_key::compose("t:", "a", Algorithm::TokenBucket, "c"),
+        store_key::compose("t:", "b", Algorithm::SlidingLog, "c"),
+    ];
     let checks = [LimitCheck { key: &keys[0], limit: &limits[0] }, LimitCheck { key: &keys[1], limit: &limits[1] }];
     for _ in 0..25 {
         store.check(CheckRequest::new(&checks, 1)).await.unwrap();
@@ -111,7 +113,7 @@ async fn a_sliding_log_stores_one_member_per_request() {
     let store = connect(&server.url()).await;
     let max = ratelimit_core::MAX_SLIDING_LOG_LIMIT;
     let log = Limit::new(Rate::per_hour(max).unwrap(), Algorithm::SlidingLog);
-    let key = key::compose("t:", "big", Algorithm::SlidingLog, "c");
+    let key = store_key::compose("t:", "big", Algorithm::SlidingLog, "c");
     assert!(allowed(&store, &key, &log, max - 1).await.unwrap());
     assert!(allowed(&store, &key, &log, 1).await.unwrap());
     assert!(!allowed(&store, &key, &log, 1).await.unwrap());
@@ -220,7 +222,7 @@ async fn a_late_reply_is_not_charged_twice() {
     let direct = connect(&server.url()).await;
     for algorithm in Algorithm::ALL {
         let limit = limit("10/h", algorithm);
-        let key = key::compose("t:", "late", algorithm, "c");
+        let key = store_key::compose("t:", "late", algorithm, "c");
         assert!(allowed(&store, &key, &limit, 1).await.unwrap());
         proxy.delay_replies(Duration::from_millis(400));
         let late = allowed(&store, &key, &limit, 1).await;
@@ -249,7 +251,7 @@ async fn a_late_cluster_reply_is_not_charged_twice() {
     };
     let store = RedisStore::connect(settings).await.unwrap();
     let limit = limit("10/h", Algorithm::FixedWindow);
-    let key = key::compose("t:", "late", Algorithm::FixedWindow, "c");
+    let key = store_key::compose("t:", "late", Algorithm::FixedWindow, "c");
     assert!(allowed(&store, &key, &limit, 1).await.unwrap());
     for node in &cluster.nodes {
         node.cli(&["CLIENT", "PAUSE", "500", "WRITE"]);
@@ -270,7 +272,7 @@ async fn reset_and_peek() {
     let store = connect(&server.url()).await;
     for algorithm in Algorithm::ALL {
         let limit = limit("2/m", algorithm);
-        let key = key::compose("t:", "reset", algorithm, "c");
+        let key = store_key::compose("t:", "reset", algorithm, "c");
         let checks = [LimitCheck { key: &key, limit: &limit }];
         assert!(allowed(&store, &key, &limit, 2).await.unwrap());
         assert!(!store.peek(CheckRequest::new(&checks, 1)).await.unwrap().all_allowed());
@@ -310,8 +312,8 @@ async fn cluster_keeps_each_decision_on_one_slot_and_spreads_clients() {
     for client in 0..200 {
         let identity = format!("client-{client}");
         let keys = [
-            key::compose("t:", "a", Algorithm::TokenBucket, &identity),
-            key::compose("t:", "b", Algorithm::FixedWindow, &identity),
+            store_key::compose("t:", "a", Algorithm::TokenBucket, &identity),
+            store_key::compose("t:", "b", Algorithm::FixedWindow, &identity),
         ];
         let checks = [LimitCheck { key: &keys[0], limit: &limits[0] }, LimitCheck { key: &keys[1], limit: &limits[1] }];
         assert!(stores[0].check(CheckRequest::new(&checks, 1)).await.unwrap().all_allowed());

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use ratelimit_core::multi::Strategy;
 use ratelimit_core::settings::{StoreRegistry, build_store};
+use ratelimit_core::store::multi::Strategy;
 use ratelimit_core::{
     Algorithm, CheckRequest, FailurePolicy, Limit, LimitCheck, MemoryStore, SecretUrl, Settings, SharedStore, Store,
 };

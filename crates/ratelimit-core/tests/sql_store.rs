@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ratelimit_core::conformance::{self, ConformanceOptions};
 use ratelimit_core::sql::{SqlSettings, SqlStore};
-use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, StoreError, key};
+use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, StoreError, store_key};
 use support::hammer::hammer;
 use support::proxy::{Mode, Proxy};
 use support::redis_servers::services_required;
@@ -197,7 +197,7 @@ async fn cleanup_and_reset_racing_decisions_never_break_them() {
         }
         for algorithm in Algorithm::ALL {
             let limit = limit("100/h", algorithm);
-            let key = key::compose("t:", "reset-race", algorithm, "c");
+            let key = store_key::compose("t:", "reset-race", algorithm, "c");
             let resetter = {
                 let key = key.clone();
                 in_a_loop(&stores[1], move |store| {
@@ -287,10 +287,10 @@ async fn cleanup_removes_expired_rows_and_only_those() {
         for algorithm in Algorithm::ALL {
             let limit = limit("5/m", algorithm);
             for n in 0..3 {
-                let old = key::compose("t:", "old", algorithm, &n.to_string());
+                let old = store_key::compose("t:", "old", algorithm, &n.to_string());
                 let checks = [LimitCheck { key: &old, limit: &limit }];
                 assert!(store.check(CheckRequest::new(&checks, 1).at(long_ago)).await.unwrap().all_allowed());
-                let live = key::compose("t:", "live", algorithm, &n.to_string());
+                let live = store_key::compose("t:", "live", algorithm, &n.to_string());
                 assert!(allowed(&store, &live, &limit, 1).await.unwrap());
             }
         }
@@ -305,7 +305,7 @@ async fn cleanup_removes_expired_rows_and_only_those() {
         // The live state is intact: one of five used.
         for algorithm in Algorithm::ALL {
             let limit = limit("5/m", algorithm);
-            let live = key::compose("t:", "live", algorithm, "0");
+            let live = store_key::compose("t:", "live", algorithm, "0");
             let checks = [LimitCheck { key: &live, limit: &limit }];
             assert_eq!(
                 store.peek(CheckRequest::new(&checks, 0)).await.unwrap()[0].remaining,

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use http::request::Parts;
 use http::{Request, Response};
-use ratelimit_core::{BoxFuture, CheckRequest, Decisions, LimitCheck, Store, StoreError, key};
+use ratelimit_core::{BoxFuture, CheckRequest, Decisions, LimitCheck, Store, StoreError, store_key};
 use smallvec::SmallVec;
 use tower_service::Service;
 
@@ -134,7 +134,7 @@ fn plan(shared: &Policy, parts: &Parts) -> Plan {
             },
         }
     }
-    key::seal_identity(&mut key, start);
+    store_key::seal_identity(&mut key, start);
     let mut keys = Keys::new();
     keys.push(key);
     for limit in &shared.limits[1..] {

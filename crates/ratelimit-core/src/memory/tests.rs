@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::conformance::{ConformanceOptions, run_all};
-use crate::{FakeClock, Rate, key};
+use crate::{FakeClock, Rate, store_key};
 
 fn limit(rate: &str, algorithm: Algorithm) -> Limit {
     Limit::new(rate.parse::<Rate>().unwrap(), algorithm)
@@ -30,7 +30,7 @@ fn never_holds_more_than_max_keys() {
     let store = MemoryStore::builder().max_keys(1_000).cleanup_interval(None).clock(clock.clone()).build();
     let l = limit("5/h", Algorithm::TokenBucket);
     for i in 0..20_000 {
-        let key = key::compose("m:", "p", Algorithm::TokenBucket, &format!("c{i}"));
+        let key = store_key::compose("m:", "p", Algorithm::TokenBucket, &format!("c{i}"));
         assert!(check(&store, &key, &l, 1).allowed);
         assert!(store.len() <= 1_000, "{} keys after {i} inserts", store.len());
     }

@@ -188,7 +188,7 @@ impl RedisSettings {
         if self.max_connections == 0 || self.max_connections > 64 {
             return Err(invalid("max_connections", format!("{} must be between 1 and 64", self.max_connections)));
         }
-        crate::key::check_prefix(&self.key_prefix).map_err(|problem| invalid("key_prefix", problem))?;
+        crate::store_key::check_prefix(&self.key_prefix).map_err(|problem| invalid("key_prefix", problem))?;
         match self.deployment() {
             Deployment::Sentinel => {
                 if self.service_name.as_deref().is_none_or(|s| s.trim().is_empty()) {

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 
 use super::{MemorySettings, Settings, SettingsError, error};
 use crate::StoreError;
-use crate::breaker::CircuitBreaker;
-use crate::multi::{MultiStore, MultiStoreConfig, Strategy};
+use crate::store::breaker::CircuitBreaker;
+use crate::store::multi::{MultiStore, MultiStoreConfig, Strategy};
 use crate::store::{BoxFuture, ConnectingStore, SharedStore};
 
 /// How long a request waits for a custom store's connection attempt.

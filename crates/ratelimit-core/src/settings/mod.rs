@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use self::build::{BuiltStore, StoreFactory, StoreRegistry, build_store};
 pub use self::error::SettingsError;
-use crate::breaker::BreakerConfig;
-use crate::multi::Strategy;
+use crate::store::breaker::BreakerConfig;
+use crate::store::multi::Strategy;
 use crate::{Algorithm, FailurePolicy};
 
 /// The memory store's settings.
@@ -139,7 +139,7 @@ impl Default for Settings {
         Self {
             backend: "memory".into(),
             algorithm: Algorithm::default(),
-            key_prefix: crate::key::DEFAULT_PREFIX.into(),
+            key_prefix: crate::store_key::DEFAULT_PREFIX.into(),
             failure_mode: FailurePolicy::Open,
             memory: MemorySettings::default(),
             redis: Default::default(),
@@ -247,7 +247,7 @@ impl Settings {
                 return fail(field, problem);
             }
         }
-        if let Err(problem) = crate::key::check_prefix(&self.key_prefix) {
+        if let Err(problem) = crate::store_key::check_prefix(&self.key_prefix) {
             return fail("key_prefix", problem.into());
         }
         for (i, entry) in self.backends.iter().enumerate() {

@@ -421,7 +421,7 @@ fn stored_key(key: &str) -> Cow<'_, str> {
     if key.len() <= MAX_STORED_KEY && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
         Cow::Borrowed(key)
     } else {
-        Cow::Owned(crate::key::hashed(key.as_bytes()))
+        Cow::Owned(crate::store_key::hashed(key.as_bytes()))
     }
 }
 

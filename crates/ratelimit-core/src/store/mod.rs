@@ -15,8 +15,10 @@ use std::time::Duration;
 use crate::clock::UnixNanos;
 use crate::{Decisions, Limit, StoreError};
 
+pub mod breaker;
 mod connecting;
 mod counter;
+pub mod multi;
 
 pub use connecting::{ConnectingStore, ConnectionState, FIRST_RETRY_DELAY, MAX_RETRY_DELAY};
 pub use counter::{CounterAdapter, CounterStore};
@@ -27,7 +29,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// One limit to check, on the key that holds its state.
 #[derive(Clone, Copy, Debug)]
 pub struct LimitCheck<'a> {
-    /// The full store key (see [`crate::key::compose`]).
+    /// The full store key (see [`crate::store_key::compose`]).
     pub key: &'a str,
     /// The limit that applies to it.
     pub limit: &'a Limit,

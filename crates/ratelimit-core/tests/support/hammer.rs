@@ -4,13 +4,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, key};
+use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Store, store_key};
 
 /// `tasks_per_store` tasks on each store, four checks each, on one key
 /// with limit 100 per hour; returns how many were admitted.
 pub async fn hammer<S: Store + Clone>(stores: &[S], tasks_per_store: usize, algorithm: Algorithm) -> usize {
     let limit = Arc::new(Limit::new("100/h".parse::<Rate>().unwrap(), algorithm));
-    let key: Arc<str> = key::compose("t:", "race", algorithm, "one-client").into();
+    let key: Arc<str> = store_key::compose("t:", "race", algorithm, "one-client").into();
     let admitted = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for store in stores {

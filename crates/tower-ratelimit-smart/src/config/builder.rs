@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method};
-use ratelimit_core::{Algorithm, Decisions, Limit, Rate, RateParseError, SharedStore, Store, key};
+use ratelimit_core::{Algorithm, Decisions, Limit, Rate, RateParseError, SharedStore, Store, store_key};
 
 use super::policy::{CostFn, LimitedHandler, SkipFn};
 use super::{
@@ -86,7 +86,7 @@ impl Default for RateLimitConfigBuilder {
             key: Key::ip(),
             store: None,
             policy: None,
-            key_prefix: key::DEFAULT_PREFIX.to_owned(),
+            key_prefix: store_key::DEFAULT_PREFIX.to_owned(),
             trusted: Vec::new(),
             forwarded_header: ForwardedHeader::default(),
             ipv6_prefix: 64,
@@ -273,7 +273,7 @@ impl RateLimitConfigBuilder {
             Some(name) => return Err(ConfigError::PolicyName(name)),
             None => rates_name,
         };
-        if key::check_prefix(&self.key_prefix).is_err() {
+        if store_key::check_prefix(&self.key_prefix).is_err() {
             return Err(ConfigError::KeyPrefix(self.key_prefix));
         }
         if !(1..=128).contains(&self.ipv6_prefix) {
@@ -307,7 +307,7 @@ impl RateLimitConfigBuilder {
                 // The store key always names the rate, so two layers that
                 // share a policy name but not their rates never share state.
                 let key_policy = if single && named { format!("{policy}/{rate}") } else { id.clone() };
-                let key_head = key::head(&self.key_prefix, &key_policy, limit.algorithm());
+                let key_head = store_key::head(&self.key_prefix, &key_policy, limit.algorithm());
                 let limit_value = HeaderValue::from(limit.capacity());
                 Ok(PolicyLimit { limit, id, key_head, limit_value })
             })

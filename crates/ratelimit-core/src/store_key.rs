@@ -94,9 +94,9 @@ pub fn head(prefix: &str, policy: &str, algorithm: Algorithm) -> String {
 /// Builds the full key for one limit.
 ///
 /// ```
-/// use ratelimit_core::{key, Algorithm};
-/// assert_eq!(key::compose("rl:", "login", Algorithm::TokenBucket, "10.0.0.7"), "rl:login:token_bucket:{10.0.0.7}");
-/// let hostile = key::compose("rl:", "api", Algorithm::FixedWindow, "{evil}\n");
+/// use ratelimit_core::{store_key, Algorithm};
+/// assert_eq!(store_key::compose("rl:", "login", Algorithm::TokenBucket, "10.0.0.7"), "rl:login:token_bucket:{10.0.0.7}");
+/// let hostile = store_key::compose("rl:", "api", Algorithm::FixedWindow, "{evil}\n");
 /// assert!(hostile.starts_with("rl:api:fixed_window:{#"));
 /// assert_eq!(hostile.matches('{').count(), 1);
 /// ```
