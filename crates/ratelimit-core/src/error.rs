@@ -9,14 +9,18 @@ pub const ACCEPTED_RATE_FORMS: &str = "\"N/unit\" or \"N/Munit\" with unit s, m,
 /// `memory`), the field, and what is wrong. Settings files report it at
 /// the field's full path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{section}.{field}: {problem}")]
+#[error("{}{field}: {problem}", section_prefix(.section))]
 pub struct FieldError {
-    /// The settings section, e.g. `redis`.
+    /// The settings section, e.g. `redis`; empty for a top-level field.
     pub section: &'static str,
     /// The field within it, e.g. `socket_timeout`.
     pub field: &'static str,
     /// What is wrong with it.
     pub problem: String,
+}
+
+fn section_prefix(section: &str) -> String {
+    if section.is_empty() { String::new() } else { format!("{section}.") }
 }
 
 impl FieldError {

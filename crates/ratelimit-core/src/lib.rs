@@ -40,11 +40,29 @@ pub mod memory;
 mod rate;
 #[cfg(feature = "redis")]
 pub mod redis;
+/// The Redis store's settings; the store itself needs the crate feature
+/// `redis`. The settings are here in every build, so that enabling a
+/// feature only adds to what a build has.
+#[cfg(not(feature = "redis"))]
+pub mod redis {
+    #[path = "settings.rs"]
+    mod settings;
+    pub use self::settings::{Deployment, NodeAddr, RedisSettings, RedisSettingsError};
+}
 pub mod secret;
 mod serde_seconds;
 pub mod settings;
 #[cfg(feature = "sql")]
 pub mod sql;
+/// The SQL store's settings; the store itself needs a crate feature
+/// (`postgres`, `mysql` or `sqlite`). The settings are here in every
+/// build, so that enabling a feature only adds to what a build has.
+#[cfg(not(feature = "sql"))]
+pub mod sql {
+    #[path = "settings.rs"]
+    mod settings;
+    pub use self::settings::{Durability, Engine, SqlSettings};
+}
 pub mod store;
 pub mod store_key;
 

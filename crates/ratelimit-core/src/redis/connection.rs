@@ -236,6 +236,8 @@ impl Backend {
     /// after a failure, this replaces them all at once, so a check made
     /// right after sees the server as it is.
     pub(super) async fn revive(&self, limit: Duration) {
+        // Without the Cluster and Sentinel features a backend is always standalone.
+        #[allow(irrefutable_let_patterns)]
         if let Backend::Standalone(pool) = self {
             let ping = ::redis::cmd("PING");
             for connection in &pool.connections {

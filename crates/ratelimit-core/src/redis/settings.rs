@@ -211,6 +211,7 @@ impl RedisSettings {
         Ok(())
     }
 
+    #[cfg(feature = "redis")]
     pub(crate) fn standalone_url(&self) -> String {
         match &self.url {
             Some(url) => url.expose().to_owned(),
@@ -238,6 +239,7 @@ fn check_host(host: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+#[cfg(feature = "redis")]
 pub(crate) fn node_url(host: &str, port: u16, username: Option<&str>, password: Option<&Secret>, db: i64) -> String {
     let auth = match (username, password.map(Secret::expose)) {
         (Some(user), Some(password)) => format!("{}:{}@", encode(user), encode(password)),
@@ -250,6 +252,7 @@ pub(crate) fn node_url(host: &str, port: u16, username: Option<&str>, password: 
 }
 
 /// Percent-encodes the characters that would end the user-info part of a URL.
+#[cfg(feature = "redis")]
 fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
@@ -287,6 +290,7 @@ mod tests {
         RedisSettings::default().validate().unwrap();
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn passwords_are_escaped_in_urls() {
         assert_eq!(node_url("h", 1, None, Some(&Secret::from("p@ss:/")), 2), "redis://:p%40ss%3A%2F@h:1/2");

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use super::{MemorySettings, Settings, SettingsError, error};
 use crate::StoreError;
 use crate::store::breaker::CircuitBreaker;
-use crate::store::multi::{MultiStore, MultiStoreConfig, Strategy};
+use crate::store::multi::{MultiStore, Strategy};
 use crate::store::{BoxFuture, ConnectingStore, SharedStore};
 
 /// How long a request waits for a custom store's connection attempt.
@@ -100,13 +100,9 @@ pub async fn build_store(
     if settings.backend != "multi" {
         return Ok(BuiltStore { store: members[0].store.clone(), members, strategy: None });
     }
-    let config = MultiStoreConfig {
-        multi_backend_strategy: settings.multi_backend_strategy,
-        health_check_interval: settings.health_check_interval,
-        health_check_timeout: settings.health_check_timeout,
-    };
-    let chain = MultiStore::new(members.iter().map(|m| (m.name.clone(), m.store.clone())), config)
-        .map_err(|e| SettingsError::new(source, "backends", e.to_string()))?;
+    let chain =
+        MultiStore::new(members.iter().map(|m| (m.name.clone(), m.store.clone())), settings.multi_store_config())
+            .map_err(|e| SettingsError::new(source, "backends", e.to_string()))?;
     Ok(BuiltStore { store: SharedStore::new(chain), members, strategy: Some(settings.multi_backend_strategy) })
 }
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use self::build::{BuiltStore, StoreFactory, StoreRegistry, build_store};
 pub use self::error::SettingsError;
 use crate::store::breaker::BreakerConfig;
-use crate::store::multi::Strategy;
+use crate::store::multi::{MultiStoreConfig, Strategy};
 use crate::{Algorithm, FailurePolicy};
 
 /// The memory store's settings.
@@ -105,17 +105,9 @@ pub struct Settings {
     /// `[memory]`.
     pub memory: MemorySettings,
     /// `[redis]`.
-    #[cfg(feature = "redis")]
     pub redis: crate::redis::RedisSettings,
-    /// `[redis]` (this build has no Redis support).
-    #[cfg(not(feature = "redis"))]
-    pub redis: toml::Table,
     /// `[database]`.
-    #[cfg(feature = "sql")]
     pub database: crate::sql::SqlSettings,
-    /// `[database]` (this build has no SQL support).
-    #[cfg(not(feature = "sql"))]
-    pub database: toml::Table,
     /// `[[backends]]`: the chain of `backend = "multi"`.
     pub backends: Vec<BackendSettings>,
     /// `first_healthy` (default) or `round_robin`.
@@ -136,6 +128,8 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
+        // The failover defaults are the multi-store's own.
+        let multi = MultiStoreConfig::default();
         Self {
             backend: "memory".into(),
             algorithm: Algorithm::default(),
@@ -145,9 +139,9 @@ impl Default for Settings {
             redis: Default::default(),
             database: Default::default(),
             backends: Vec::new(),
-            multi_backend_strategy: Strategy::FirstHealthy,
-            health_check_interval: Duration::from_secs(30),
-            health_check_timeout: Duration::from_secs(5),
+            multi_backend_strategy: multi.multi_backend_strategy,
+            health_check_interval: multi.health_check_interval,
+            health_check_timeout: multi.health_check_timeout,
             circuit_breaker: None,
             middleware: toml::Table::new(),
         }
@@ -205,13 +199,21 @@ impl Settings {
     /// failover. A `[[backends]]` entry's `config` may not set one.
     pub fn default_algorithm(&self) -> Algorithm {
         let own = match self.backend.as_str() {
-            #[cfg(feature = "redis")]
             "redis" => self.redis.algorithm,
-            #[cfg(feature = "sql")]
             "database" => self.database.algorithm,
             _ => None,
         };
         own.unwrap_or(self.algorithm)
+    }
+
+    /// The failover settings of `backend = "multi"`, which the file keeps
+    /// at its top level.
+    pub fn multi_store_config(&self) -> MultiStoreConfig {
+        MultiStoreConfig {
+            multi_backend_strategy: self.multi_backend_strategy,
+            health_check_interval: self.health_check_interval,
+            health_check_timeout: self.health_check_timeout,
+        }
     }
 
     /// The prefix of every store key: `[redis] key_prefix` when the single
@@ -220,7 +222,6 @@ impl Settings {
     /// stack: the Redis store built from these settings adds none of its own.
     pub fn default_key_prefix(&self) -> &str {
         match self.backend.as_str() {
-            #[cfg(feature = "redis")]
             "redis" if !self.redis.key_prefix.is_empty() => &self.redis.key_prefix,
             _ => &self.key_prefix,
         }
@@ -239,14 +240,7 @@ impl Settings {
         if self.backend == "multi" && self.backends.is_empty() {
             return fail("backends", "backend = \"multi\" needs at least one [[backends]] entry".into());
         }
-        for (field, value, range) in [
-            ("health_check_interval", self.health_check_interval, (0.1, 3600.0)),
-            ("health_check_timeout", self.health_check_timeout, (0.01, 60.0)),
-        ] {
-            if let Err(problem) = crate::serde_seconds::check(value, range) {
-                return fail(field, problem);
-            }
-        }
+        self.multi_store_config().validate().map_err(|e| SettingsError::new(source, e.field, e.problem))?;
         if let Err(problem) = crate::store_key::check_prefix(&self.key_prefix) {
             return fail("key_prefix", problem.into());
         }

@@ -32,10 +32,12 @@ pub(super) struct Row {
 /// Rounds of "create the missing rows, lock them" before a decision gives
 /// up; each round is lost only to a reset or cleanup deleting a row between
 /// the two statements, so this is never reached in practice.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(super) const MAX_LOCK_TRIES: u32 = 5;
 
 /// The error of a decision whose rows were deleted under it every round:
 /// it fails rather than decide without the rows' state and time.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(super) fn rows_kept_vanishing() -> sqlx::Error {
     sqlx::Error::Protocol("the counter rows were deleted between creating and locking them".to_owned())
 }

@@ -58,7 +58,7 @@ pub enum Durability {
     Fast,
 }
 
-/// Settings of a [`SqlStore`](super::SqlStore).
+/// Settings of the SQL store (`SqlStore`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SqlSettings {

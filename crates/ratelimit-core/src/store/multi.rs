@@ -57,6 +57,20 @@ impl Default for MultiStoreConfig {
     }
 }
 
+impl MultiStoreConfig {
+    /// Checks the durations against their plausible ranges, in seconds;
+    /// the error names the field.
+    pub fn validate(&self) -> Result<(), crate::FieldError> {
+        for (field, value, range) in [
+            ("health_check_interval", self.health_check_interval, (0.1, 3600.0)),
+            ("health_check_timeout", self.health_check_timeout, (0.01, 60.0)),
+        ] {
+            crate::serde_seconds::check(value, range).map_err(|problem| crate::FieldError::new("", field, problem))?;
+        }
+        Ok(())
+    }
+}
+
 struct Member {
     name: String,
     store: SharedStore,
@@ -102,9 +116,7 @@ impl MultiStore {
                 return Err(StoreError::Config(format!("backends: store names must be unique and set ({:?})", m.name)));
             }
         }
-        if config.health_check_interval.is_zero() || config.health_check_timeout.is_zero() {
-            return Err(StoreError::Config("health_check_interval, health_check_timeout: must be above 0".into()));
-        }
+        config.validate()?;
         let inner = Arc::new(Inner { members, config, next: AtomicUsize::new(0), checker: OnceLock::new() });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let _ = inner.checker.set(spawn_checker(&handle, Arc::downgrade(&inner)));
