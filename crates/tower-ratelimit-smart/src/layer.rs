@@ -38,6 +38,22 @@ impl RateLimitLayer {
     pub fn health(&self) -> Vec<crate::PolicyHealth> {
         self.config.health()
     }
+
+    /// Whether some policy needs the client's address (an IP key, the
+    /// fallback of a missing key, an allow list): then the server must pass
+    /// it, as axum does when served with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`. Without it
+    /// every request such a policy checks is answered 500 (and the mistake
+    /// is logged once). Call it at start-up to fail early:
+    ///
+    /// ```
+    /// # let layer = tower_ratelimit_smart::RateLimitLayer::new(
+    /// #     tower_ratelimit_smart::RateLimitConfig::builder().rate("5/m").build().unwrap());
+    /// assert!(layer.needs_connect_info(), "serve with into_make_service_with_connect_info");
+    /// ```
+    pub fn needs_connect_info(&self) -> bool {
+        self.config.needs_connect_info()
+    }
 }
 
 impl<S> Layer<S> for RateLimitLayer {

@@ -3,11 +3,12 @@
 //!
 //! Requests over the limit are counted, never logged one by one: a flood
 //! of limited requests must not become a flood of log lines. Store
-//! failures and requests without a peer address are logged at most once a
-//! second per policy, with the number held back in between.
+//! failures are logged at most once a second per policy, with the number
+//! held back in between; requests without a peer address, a mistake in
+//! how the server is started, are reported once.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Instant;
 
 use metrics::{Key, Label, Level, Metadata};
@@ -77,7 +78,9 @@ pub(crate) struct Telemetry {
     errors: Key,
     degraded: [Key; 2],
     store_log: Throttle,
-    address_log: Throttle,
+    /// Whether the missing peer address was reported: once is enough, it
+    /// is a deployment mistake that every request repeats.
+    address_reported: AtomicBool,
     state: AtomicU8,
     degraded_decisions: AtomicU64,
 }
@@ -98,7 +101,7 @@ impl Telemetry {
             degraded: ["fail_open", "local"]
                 .map(|by| Key::from_parts(METRIC_DEGRADED, vec![label(), Label::from_static_parts("decided_by", by)])),
             store_log: Throttle::default(),
-            address_log: Throttle::default(),
+            address_reported: AtomicBool::new(false),
             state: AtomicU8::new(STATE_IDLE),
             degraded_decisions: AtomicU64::new(0),
         }
@@ -139,14 +142,17 @@ impl Telemetry {
         increment(&self.degraded[by as usize]);
     }
 
-    /// Logs, throttled, that a request had neither a key nor a peer address.
+    /// Reports, once per policy, that a request had neither a key nor a
+    /// peer address: the server was not set up to pass it.
     pub(crate) fn no_client_address(&self, policy: &str) {
-        let Some(suppressed) = self.address_log.due() else { return };
+        if self.address_reported.swap(true, Ordering::Relaxed) {
+            return;
+        }
         tracing::error!(
             policy,
-            suppressed,
-            "rate limiter cannot identify the client: no key and no peer address; \
-             serve axum with into_make_service_with_connect_info::<SocketAddr>()"
+            "rate limiter cannot identify clients: requests carry no peer address, so every one is answered \
+             500; serve axum with into_make_service_with_connect_info::<SocketAddr>() (or insert a SocketAddr \
+             extension); RateLimitLayer::needs_connect_info() says so at start-up. Reported once."
         );
     }
 

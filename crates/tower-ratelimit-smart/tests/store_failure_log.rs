@@ -67,19 +67,40 @@ fn an_outage_logs_once_a_second_not_once_a_request() {
 }
 
 #[test]
-fn requests_without_a_peer_address_log_once_a_second() {
+fn requests_without_a_peer_address_are_reported_once() {
     let warnings = Warnings::default();
     let _guard = tracing::subscriber::set_default(warnings.clone());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     runtime.block_on(async {
         let config = RateLimitConfig::builder().policy("no-peer").rate("5/m").build().unwrap();
-        let service = ServiceBuilder::new().layer(RateLimitLayer::new(config)).service(service_fn(ok));
-        for _ in 0..100 {
+        let layer = RateLimitLayer::new(config);
+        assert!(layer.needs_connect_info(), "an IP key needs the peer address");
+        let service = ServiceBuilder::new().layer(layer).service(service_fn(ok));
+        for i in 0..100 {
+            if i == 50 {
+                // Past the old once-a-second throttle: still nothing more.
+                tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            }
             // No ConnectInfo: the server was not set up to pass the peer address.
             let status = service.clone().oneshot(Request::new(Full::default())).await.unwrap().status();
             assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         }
         assert_eq!(warnings.0.load(Ordering::SeqCst), 1, "one error line for a hundred requests");
+        let by_user = RateLimitConfig::builder()
+            .rate("5/m")
+            .key(tower_ratelimit_smart::Key::user())
+            .on_missing_key(tower_ratelimit_smart::MissingKey::Reject)
+            .build()
+            .unwrap();
+        assert!(!RateLimitLayer::new(by_user).needs_connect_info(), "a user key that rejects without one does not");
+        let global = RateLimitConfig::builder().rate("5/m").key(tower_ratelimit_smart::Key::global()).build().unwrap();
+        assert!(!RateLimitLayer::new(global).needs_connect_info(), "nor a global key");
+        let by_header = RateLimitConfig::builder()
+            .rate("5/m")
+            .key(tower_ratelimit_smart::Key::header("x-api-key"))
+            .build()
+            .unwrap();
+        assert!(RateLimitLayer::new(by_header).needs_connect_info(), "a header key falls back to the address");
     });
 }
 

@@ -132,6 +132,20 @@ impl RateLimitConfig {
         health
     }
 
+    /// Whether some policy needs the client's address; see
+    /// [`RateLimitLayer::needs_connect_info`](crate::RateLimitLayer::needs_connect_info).
+    pub fn needs_connect_info(&self) -> bool {
+        let needs = |policy: &Arc<Policy>| {
+            policy.key.needs_client_ip()
+                || !policy.allow.is_empty()
+                || (policy.missing_key == MissingKey::FallbackToIp && policy.key.may_be_missing())
+        };
+        match &self.routing {
+            Routing::One(policy) => needs(policy),
+            Routing::ByPath(routes) => routes.policies().any(needs),
+        }
+    }
+
     /// The policy that checks a request for `path`, if any.
     pub(crate) fn select(&self, path: &str) -> Option<&Arc<Policy>> {
         match &self.routing {

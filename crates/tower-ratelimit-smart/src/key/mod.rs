@@ -136,6 +136,16 @@ impl Key {
         }
     }
 
+    /// Whether a request may lack this key (a header, a user, a custom
+    /// function's `None`), so that a missing-key policy applies.
+    pub(crate) fn may_be_missing(&self) -> bool {
+        match &self.0 {
+            Kind::Header(_) | Kind::InvalidHeader(_) | Kind::User | Kind::Custom(_) => true,
+            Kind::All(parts) => parts.iter().any(Key::may_be_missing),
+            Kind::Ip | Kind::Global | Kind::Path | Kind::Route => false,
+        }
+    }
+
     pub(crate) fn invalid_header_name(&self) -> Option<&str> {
         match &self.0 {
             Kind::InvalidHeader(name) => Some(name),
