@@ -2,7 +2,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::ConnectInfo;
 use http::HeaderMap;
 use http::request::Parts;
 
@@ -115,12 +114,11 @@ impl TrustedProxies {
 
 /// The TCP peer, from axum's `ConnectInfo` or a plain `SocketAddr` extension.
 pub(crate) fn peer_addr(parts: &Parts) -> Option<IpAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .or_else(|| parts.extensions.get::<SocketAddr>().map(|a| a.ip()))
-        .map(normalize)
+    #[cfg(feature = "axum")]
+    if let Some(info) = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        return Some(normalize(info.0.ip()));
+    }
+    parts.extensions.get::<SocketAddr>().map(|a| normalize(a.ip()))
 }
 
 /// `X-Real-IP` from the trusted `peer`: absent means the request is the
@@ -198,7 +196,7 @@ mod tests {
             builder = builder.header(*k, http::HeaderValue::from_bytes(v).unwrap());
         }
         let (mut parts, ()) = builder.body(()).unwrap().into_parts();
-        parts.extensions.insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        parts.extensions.insert(axum::extract::ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
         parts
     }
 

@@ -205,8 +205,12 @@ impl Key {
             }
             Kind::Route => {
                 out.push_str("r:");
-                match cx.parts.extensions.get::<axum::extract::MatchedPath>() {
-                    Some(route) => out.push_str(route.as_str()),
+                #[cfg(feature = "axum")]
+                let matched = cx.parts.extensions.get::<axum::extract::MatchedPath>().map(|r| r.as_str());
+                #[cfg(not(feature = "axum"))]
+                let matched: Option<&str> = None;
+                match matched {
+                    Some(route) => out.push_str(route),
                     None => out.push_str(&crate::path::normalize(cx.parts.uri.path())),
                 }
                 true
