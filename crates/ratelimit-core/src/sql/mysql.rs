@@ -112,12 +112,19 @@ pub(super) struct Db {
 impl Db {
     pub(super) async fn connect(settings: &SqlSettings) -> Result<Self, sqlx::Error> {
         let options: MySqlConnectOptions = settings.url.expose().parse()?;
+        // A lock wait of a decision abandoned at its timeout must not keep
+        // the server waiting (InnoDB's default is 50 s); whole seconds only.
+        let lock_wait = settings.timeout.as_secs_f64().ceil().max(1.0) as u64;
         let pool = MySqlPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.connect_timeout)
-            .after_connect(|conn, _| {
+            .after_connect(move |conn, _| {
                 Box::pin(async move {
-                    sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").execute(conn).await.map(drop)
+                    sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").execute(&mut *conn).await?;
+                    sqlx::query(&format!("SET SESSION innodb_lock_wait_timeout = {lock_wait}"))
+                        .execute(&mut *conn)
+                        .await
+                        .map(drop)
                 })
             })
             .connect_with(options)

@@ -103,8 +103,18 @@ pub(super) struct Db {
 impl Db {
     pub(super) async fn connect(settings: &SqlSettings) -> Result<Self, sqlx::Error> {
         let mut options: PgConnectOptions = settings.url.expose().parse()?;
+        // Startup parameters, so no extra statement per connection. A
+        // decision abandoned at its timeout must not leave the server
+        // waiting or holding rows for ever: a lock wait ends after the
+        // decision's timeout, and a transaction its client left open is
+        // ended by the server a second later, releasing its row locks.
+        let timeout_ms = settings.timeout.as_millis().max(1);
+        let idle_ms = timeout_ms + 1_000;
+        options = options.options([
+            ("lock_timeout", timeout_ms.to_string()),
+            ("idle_in_transaction_session_timeout", idle_ms.to_string()),
+        ]);
         if settings.durability == Durability::Fast {
-            // A startup parameter: no extra statement per connection.
             options = options.options([("synchronous_commit", "off")]);
         }
         let pool = PgPoolOptions::new()
@@ -131,7 +141,8 @@ impl Db {
             }
             other => other?,
         };
-        sqlx::query("SET LOCAL lock_timeout = 0").execute(&mut *tx).await?;
+        // Back to the session's own bound, from the startup parameters.
+        sqlx::query("SET LOCAL lock_timeout TO DEFAULT").execute(&mut *tx).await?;
         sqlx::query(&migrate::versions_table(Engine::Postgres, prefix)).execute(&mut *tx).await?;
         for migration in migrate::migrations(Engine::Postgres) {
             let applied: Option<i64> =
