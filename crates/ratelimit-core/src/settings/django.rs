@@ -12,19 +12,7 @@
 //! [`Settings`]: super::Settings
 
 use super::SettingsError;
-
-/// Sections of the settings file.
-const SECTIONS: [&str; 6] = ["redis", "database", "memory", "middleware", "circuit_breaker", "backends"];
-/// Top-level fields.
-const TOP_LEVEL: [&str; 7] = [
-    "backend",
-    "algorithm",
-    "key_prefix",
-    "failure_mode",
-    "multi_backend_strategy",
-    "health_check_interval",
-    "health_check_timeout",
-];
+use super::env::{SECTIONS, TOP_LEVEL};
 
 /// Rewrites django-smart-ratelimit's forms in `table` into ours, or
 /// refuses them with an error that says what to write.

@@ -10,8 +10,8 @@
 
 use super::SettingsError;
 
-const SECTIONS: [&str; 5] = ["circuit_breaker", "middleware", "database", "memory", "redis"];
-const TOP_LEVEL: [&str; 7] = [
+pub(super) const SECTIONS: [&str; 5] = ["circuit_breaker", "middleware", "database", "memory", "redis"];
+pub(super) const TOP_LEVEL: [&str; 7] = [
     "backend",
     "algorithm",
     "key_prefix",
