@@ -10,6 +10,8 @@ use std::time::Duration;
 /// One established connection of this process.
 #[derive(Debug)]
 pub struct Connection {
+    /// The socket's inode: which connection this is, across samples.
+    pub inode: String,
     pub remote_port: u16,
     /// When the keepalive timer runs, the time left until it fires.
     pub keepalive: Option<Duration>,
@@ -36,12 +38,13 @@ pub fn connections_to(ports: &[u16]) -> Option<Vec<Connection>> {
         }
         let (timer, when) = fields[5].split_once(':').unwrap_or(("00", "0"));
         // Timer 2 on an established socket is the keepalive timer
-        // (`sk_timer`); `when` is in clock ticks.
+        // (`sk_timer`); `when` is in clock ticks. While data is in flight
+        // the retransmit timer (1) shows instead, so callers sample again.
         let keepalive = (timer == "02").then(|| {
             let ticks = u64::from_str_radix(when, 16).unwrap_or(0);
             Duration::from_millis(ticks * 1_000 / ticks_per_second)
         });
-        found.push(Connection { remote_port, keepalive });
+        found.push(Connection { inode: fields[9].to_owned(), remote_port, keepalive });
     }
     Some(found)
 }
