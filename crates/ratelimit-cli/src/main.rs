@@ -2,9 +2,9 @@
 //!
 //! ```text
 //! ratelimit health --config limits.toml [--verbose] [--json]
-//! ratelimit peek KEY --rate 100/m [--algorithm sliding_window] --config limits.toml
-//! ratelimit check KEY --rate 100/m [--times N] --config limits.toml
-//! ratelimit reset KEY [KEY ...] --rate 100/m [--algorithm ...] --config limits.toml
+//! ratelimit peek --key ip:203.0.113.9 [--path /auth/login] --config limits.toml
+//! ratelimit check --key h:demo --policy api --rate 100/m [--times N] --config limits.toml
+//! ratelimit reset --key u:alice [--path ...] [--policy NAME --rate R] --config limits.toml
 //! ```
 
 mod health;
@@ -39,31 +39,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show a key's state without charging it.
+    /// Show a client's state under a policy without charging it.
     Peek {
-        /// The full store key, as logged, e.g. `ratelimit:api:fixed_window:{203.0.113.9}`.
-        key: String,
         #[command(flatten)]
-        limit: keys::LimitArgs,
+        args: keys::KeyArgs,
     },
-    /// Charge a key `--times` times (one request each) and print how many
-    /// were admitted: for trying a limit against the real store.
+    /// Charge a client `--times` times (one request each) and print how
+    /// many were admitted: for trying a limit against the real store.
     Check {
-        /// The full store key.
-        key: String,
         /// How many requests to make.
         #[arg(long, default_value_t = 1)]
         times: u32,
         #[command(flatten)]
-        limit: keys::LimitArgs,
+        args: keys::KeyArgs,
     },
-    /// Forget the state of one or more keys.
+    /// Forget a client's state under a policy.
     Reset {
-        /// Full store keys.
-        #[arg(required = true)]
-        keys: Vec<String>,
         #[command(flatten)]
-        limit: keys::LimitArgs,
+        args: keys::KeyArgs,
     },
 }
 
@@ -71,8 +64,8 @@ enum Command {
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Health { config, verbose, json } => health::run(&config, verbose, json).await,
-        Command::Peek { key, limit } => keys::peek(&key, &limit).await,
-        Command::Check { key, times, limit } => keys::check(&key, times, &limit).await,
-        Command::Reset { keys, limit } => keys::reset(&keys, &limit).await,
+        Command::Peek { args } => keys::peek(&args).await,
+        Command::Check { times, args } => keys::check(times, &args).await,
+        Command::Reset { args } => keys::reset(&args).await,
     }
 }

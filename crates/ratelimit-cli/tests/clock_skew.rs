@@ -35,7 +35,8 @@ fn run(config: &std::path::Path, key: &str, algorithm: &str, skew: Option<&str>)
         None => Command::new(exe),
     };
     let output = command
-        .args(["check", key, "--rate", "50/m", "--algorithm", algorithm, "--times", "120", "--config"])
+        .args(["check", "--key", key, "--policy", "skew", "--rate", "50/m", "--algorithm", algorithm, "--times", "120"])
+        .arg("--config")
         .arg(config)
         .output()
         .unwrap();

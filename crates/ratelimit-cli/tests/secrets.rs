@@ -120,7 +120,7 @@ fn health_never_prints_a_password() {
 #[test]
 fn key_commands_never_print_a_password() {
     for (case, settings) in cases() {
-        assert_failed_without_marker(case, &settings, &["check", "k", "--rate", "5/m"], &[]);
+        assert_failed_without_marker(case, &settings, &["check", "--key", "u:k", "--rate", "5/m"], &[]);
     }
 }
 

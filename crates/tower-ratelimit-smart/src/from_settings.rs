@@ -33,7 +33,16 @@ impl RateLimitLayer {
     /// As [`from_settings`](Self::from_settings), with custom stores.
     pub async fn from_settings_with(settings: &Settings, registry: &StoreRegistry) -> Result<Self, SettingsError> {
         let built = build_store(settings, registry, SOURCE).await?;
-        Ok(Self::new(middleware_config(settings, &built.store)?))
+        Ok(Self::new(RateLimitConfig::from_settings(settings, &built.store)?))
+    }
+}
+
+impl RateLimitConfig {
+    /// The configuration of the settings' `[middleware]` rules, counting in
+    /// `store` (which [`build_store`] makes from the same settings): what
+    /// [`RateLimitLayer::from_settings`] applies.
+    pub fn from_settings(settings: &Settings, store: &SharedStore) -> Result<Self, SettingsError> {
+        middleware_config(settings, store)
     }
 }
 

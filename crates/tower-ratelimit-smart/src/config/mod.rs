@@ -146,6 +146,45 @@ impl RateLimitConfig {
         }
     }
 
+    /// The store keys a request for `path` from the client `identity`
+    /// counts under, one per limit, with the limits: the keys the layer
+    /// writes, for looking at or resetting a client's state (`ratelimit
+    /// peek`). `identity` is written as in the keys, e.g. `ip:203.0.113.9`
+    /// (an address is grouped as the policy groups it: `ip:2001:db8::1`
+    /// counts as its /64), `h:<value>` for a header, `u:<id>` for a user.
+    /// `None` when no policy checks `path`.
+    ///
+    /// ```
+    /// use tower_ratelimit_smart::RateLimitConfig;
+    /// let config = RateLimitConfig::builder().policy("login").rate("5/m").build()?;
+    /// let keys = config.store_keys("/", "ip:203.0.113.9").unwrap();
+    /// assert_eq!(keys[0].0, "ratelimit:login/5/m:sliding_window:{ip:203.0.113.9}");
+    /// # Ok::<(), tower_ratelimit_smart::ConfigError>(())
+    /// ```
+    pub fn store_keys(&self, path: &str, identity: &str) -> Option<Vec<(String, ratelimit_core::Limit)>> {
+        let policy = self.select(path)?;
+        let mut written = String::new();
+        match identity.strip_prefix("ip:").and_then(|ip| ip.parse::<std::net::IpAddr>().ok()) {
+            Some(ip) => {
+                let ip = crate::net::normalize(ip);
+                crate::key::write_client(&mut written, crate::key::Client::Ip(ip), policy.ipv6_prefix);
+            }
+            None => written.push_str(identity),
+        }
+        let keys = policy
+            .limits
+            .iter()
+            .map(|limit| {
+                let mut key = limit.key_head.clone();
+                let start = key.len();
+                key.push_str(&written);
+                ratelimit_core::store_key::seal_identity(&mut key, start);
+                (key, limit.limit)
+            })
+            .collect();
+        Some(keys)
+    }
+
     /// The policy that checks a request for `path`, if any.
     pub(crate) fn select(&self, path: &str) -> Option<&Arc<Policy>> {
         match &self.routing {
