@@ -19,7 +19,7 @@
 mod shard;
 mod state;
 
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use smallvec::SmallVec;
@@ -69,17 +69,8 @@ struct Inner<C> {
     clock: C,
     created: UnixNanos,
     max_keys: usize,
-    /// Set once, right after the store is built, so the task can never run
-    /// before the store it sweeps exists.
-    sweeper: std::sync::OnceLock<tokio::task::AbortHandle>,
-}
-
-impl<C> Drop for Inner<C> {
-    fn drop(&mut self) {
-        if let Some(sweeper) = self.sweeper.get() {
-            sweeper.abort();
-        }
-    }
+    /// The sweep of expired keys, when one runs.
+    sweeper: crate::store::Periodic,
 }
 
 /// Configures a [`MemoryStore`].
@@ -134,32 +125,15 @@ impl<C: Clock> MemoryStoreBuilder<C> {
             clock: self.clock,
             created,
             max_keys: self.max_keys,
-            sweeper: std::sync::OnceLock::new(),
+            sweeper: crate::store::Periodic::default(),
         });
         if let (Some(every), Some(handle)) = (interval, handle) {
-            let _ = inner.sweeper.set(spawn_sweeper(&handle, Arc::downgrade(&inner), every));
+            inner.sweeper.start(&handle, &inner, every, |store| async move {
+                store.sweep();
+            });
         }
         MemoryStore { inner }
     }
-}
-
-fn spawn_sweeper<C: Clock>(
-    handle: &tokio::runtime::Handle,
-    store: Weak<Inner<C>>,
-    every: Duration,
-) -> tokio::task::AbortHandle {
-    handle
-        .spawn(async move {
-            let mut ticker = tokio::time::interval(every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let Some(store) = store.upgrade() else { break };
-                store.sweep();
-            }
-        })
-        .abort_handle()
 }
 
 impl MemoryStore {

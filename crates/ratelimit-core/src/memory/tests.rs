@@ -89,7 +89,7 @@ async fn background_sweep_removes_expired_keys_and_stops_with_the_store() {
     clock.advance(Duration::from_secs(5));
     tokio::time::sleep(Duration::from_secs(61)).await;
     assert_eq!(store.len(), 0, "the sweep ran");
-    let sweeper = store.inner.sweeper.get().cloned().expect("a sweeper inside a runtime");
+    let sweeper = store.inner.sweeper.task().expect("a sweeper inside a runtime");
     assert!(!sweeper.is_finished());
     drop(store);
     tokio::time::sleep(Duration::from_millis(1)).await;

@@ -19,9 +19,11 @@ pub mod breaker;
 mod connecting;
 mod counter;
 pub mod multi;
+mod periodic;
 
 pub use connecting::{ConnectingStore, ConnectionState, FIRST_RETRY_DELAY, MAX_RETRY_DELAY};
 pub use counter::{CounterAdapter, CounterStore};
+pub(crate) use periodic::Periodic;
 
 /// A boxed, sendable future, as returned by [`DynStore`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

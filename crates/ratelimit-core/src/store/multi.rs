@@ -15,8 +15,8 @@
 //! the state of the store now serving, so a client may get up to one extra
 //! allowance per failover.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::store::{CheckRequest, Health, LimitCheck, SharedStore, Store};
@@ -81,15 +81,8 @@ struct Inner {
     members: Vec<Member>,
     config: MultiStoreConfig,
     next: AtomicUsize,
-    checker: OnceLock<tokio::task::AbortHandle>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(checker) = self.checker.get() {
-            checker.abort();
-        }
-    }
+    /// The periodic health checks, when a runtime was there to run them.
+    checker: super::Periodic,
 }
 
 /// Several stores behind one [`Store`]; clones share them.
@@ -117,9 +110,10 @@ impl MultiStore {
             }
         }
         config.validate()?;
-        let inner = Arc::new(Inner { members, config, next: AtomicUsize::new(0), checker: OnceLock::new() });
+        let every = config.health_check_interval;
+        let inner = Arc::new(Inner { members, config, next: AtomicUsize::new(0), checker: Default::default() });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let _ = inner.checker.set(spawn_checker(&handle, Arc::downgrade(&inner)));
+            inner.checker.start(&handle, &inner, every, |inner| async move { inner.probe_all().await });
         }
         Ok(Self { inner })
     }
@@ -211,22 +205,6 @@ impl Inner {
             }
         }
     }
-}
-
-fn spawn_checker(handle: &tokio::runtime::Handle, inner: Weak<Inner>) -> tokio::task::AbortHandle {
-    handle
-        .spawn(async move {
-            let Some(every) = inner.upgrade().map(|i| i.config.health_check_interval) else { return };
-            let mut ticker = tokio::time::interval(every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let Some(inner) = inner.upgrade() else { break };
-                inner.probe_all().await;
-            }
-        })
-        .abort_handle()
 }
 
 impl Store for MultiStore {
