@@ -110,3 +110,72 @@ impl Store for DownStore {
         Err(Self::error())
     }
 }
+
+/// How a [`FaultyStore`] fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// At once, as a refused connection (a backend error).
+    Refused,
+    /// As a timeout.
+    Timeout,
+}
+
+/// A memory store that can be made to fail, at once or as a timeout, and
+/// counts the calls that reach it: for testing breakers, failover and
+/// failure policies against a store that goes down and comes back.
+#[cfg(feature = "memory")]
+#[derive(Clone, Default)]
+pub struct FaultyStore {
+    store: crate::MemoryStore,
+    failure: std::sync::Arc<std::sync::Mutex<Option<Failure>>>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[cfg(feature = "memory")]
+impl FaultyStore {
+    /// Fails every call from now on as `failure`, or none with `None`.
+    pub fn fail_with(&self, failure: Option<Failure>) {
+        *self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = failure;
+    }
+
+    /// The memory store behind it, for looking at its state.
+    pub fn inner(&self) -> &crate::MemoryStore {
+        &self.store
+    }
+
+    /// The calls that reached the store, failed ones included.
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn outcome(&self) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match *self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            None => Ok(()),
+            Some(Failure::Refused) => Err(StoreError::backend("faulty", "connection refused")),
+            Some(Failure::Timeout) => {
+                Err(StoreError::Timeout { store: "faulty", after: std::time::Duration::from_millis(100) })
+            }
+        }
+    }
+}
+
+#[cfg(feature = "memory")]
+impl Store for FaultyStore {
+    async fn check<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        self.outcome()?;
+        self.store.check(request).await
+    }
+    async fn peek<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
+        self.outcome()?;
+        self.store.peek(request).await
+    }
+    async fn reset<'a>(&'a self, limit: LimitCheck<'a>) -> Result<(), StoreError> {
+        self.outcome()?;
+        self.store.reset(limit).await
+    }
+    async fn health(&self) -> Result<Health, StoreError> {
+        self.outcome()?;
+        self.store.health().await
+    }
+}

@@ -246,51 +246,13 @@ impl Store for MultiStore {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
 
     use super::*;
+    use crate::conformance::{Failure, FaultyStore};
     use crate::{Algorithm, Limit, MemoryStore};
 
-    /// A memory store that can be switched off.
-    #[derive(Clone, Default)]
-    struct Switch {
-        store: MemoryStore,
-        down: Arc<AtomicBool>,
-        /// Fail slowly (a timeout) rather than at once.
-        slow: Arc<AtomicBool>,
-    }
-
-    impl Switch {
-        fn up(&self) -> Result<(), StoreError> {
-            match (self.down.load(Ordering::SeqCst), self.slow.load(Ordering::SeqCst)) {
-                (false, _) => Ok(()),
-                (true, false) => Err(StoreError::backend("switch", "down")),
-                (true, true) => Err(StoreError::Timeout { store: "switch", after: Duration::from_millis(100) }),
-            }
-        }
-    }
-
-    impl Store for Switch {
-        async fn check<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
-            self.up()?;
-            self.store.check(request).await
-        }
-        async fn peek<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
-            self.up()?;
-            self.store.peek(request).await
-        }
-        async fn reset<'a>(&'a self, limit: LimitCheck<'a>) -> Result<(), StoreError> {
-            self.up()?;
-            self.store.reset(limit).await
-        }
-        async fn health(&self) -> Result<Health, StoreError> {
-            self.up()?;
-            self.store.health().await
-        }
-    }
-
-    fn chain(strategy: Strategy) -> (MultiStore, Switch, Switch) {
-        let (a, b) = (Switch::default(), Switch::default());
+    fn chain(strategy: Strategy) -> (MultiStore, FaultyStore, FaultyStore) {
+        let (a, b) = (FaultyStore::default(), FaultyStore::default());
         let config = MultiStoreConfig {
             multi_backend_strategy: strategy,
             health_check_interval: Duration::from_secs(30),
@@ -314,28 +276,27 @@ mod tests {
     async fn fails_over_at_once_and_recovers_after_a_health_check() {
         let (multi, a, b) = chain(Strategy::FirstHealthy);
         assert_eq!(remaining(&multi, "k").await.unwrap(), 99);
-        a.slow.store(true, Ordering::SeqCst);
-        a.down.store(true, Ordering::SeqCst);
+        a.fail_with(Some(Failure::Timeout));
         // The failing call itself is answered by the next store.
         assert_eq!(remaining(&multi, "k").await.unwrap(), 99, "b starts with its own counters");
         assert_eq!(multi.members(), [("a".to_owned(), false), ("b".to_owned(), true)]);
         assert_eq!(remaining(&multi, "k").await.unwrap(), 98);
-        a.down.store(false, Ordering::SeqCst);
+        a.fail_with(None);
         // Until a health check sees it, a stays out of rotation.
         assert_eq!(remaining(&multi, "k").await.unwrap(), 97);
         tokio::time::sleep(Duration::from_secs(31)).await;
         assert_eq!(multi.members(), [("a".to_owned(), true), ("b".to_owned(), true)]);
         assert_eq!(remaining(&multi, "k").await.unwrap(), 98, "a again, with its own counters");
-        assert!(!b.store.is_empty());
+        assert!(!b.inner().is_empty());
     }
 
     #[tokio::test]
     async fn a_fast_failure_leaves_the_store_in_rotation_for_its_breaker() {
         let (multi, a, _b) = chain(Strategy::FirstHealthy);
-        a.down.store(true, Ordering::SeqCst);
+        a.fail_with(Some(Failure::Refused));
         assert_eq!(remaining(&multi, "k").await.unwrap(), 99, "answered by b");
         assert_eq!(multi.members(), [("a".to_owned(), true), ("b".to_owned(), true)]);
-        a.down.store(false, Ordering::SeqCst);
+        a.fail_with(None);
         assert_eq!(remaining(&multi, "k").await.unwrap(), 99, "a is tried first again at once");
     }
 
@@ -345,13 +306,13 @@ mod tests {
         for i in 0..10 {
             remaining(&multi, &format!("k{i}")).await.unwrap();
         }
-        assert_eq!((a.store.len(), b.store.len()), (5, 5));
-        a.down.store(true, Ordering::SeqCst);
-        b.down.store(true, Ordering::SeqCst);
+        assert_eq!((a.inner().len(), b.inner().len()), (5, 5));
+        a.fail_with(Some(Failure::Refused));
+        b.fail_with(Some(Failure::Refused));
         assert!(matches!(remaining(&multi, "k").await, Err(StoreError::Backend { .. })));
         assert!(multi.health().await.is_err());
         // With everything down, calls still try the stores and notice a recovery.
-        b.down.store(false, Ordering::SeqCst);
+        b.fail_with(None);
         assert!(remaining(&multi, "k").await.is_ok());
         let health = multi.health().await.unwrap();
         assert!(health.details.contains(&("a".to_owned(), "unhealthy".to_owned())));

@@ -1,8 +1,7 @@
 //! The breaker's states and transitions, driven by a fake clock.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use super::*;
+use crate::conformance::{Failure, FaultyStore};
 use crate::{Algorithm, FakeClock, Limit, MemoryStore};
 
 /// Extreme products saturate at the cap instead of panicking.
@@ -15,48 +14,6 @@ fn the_backoff_saturates() {
     assert_eq!(backed_off(Duration::from_secs(30), 2.0, max), Duration::from_secs(60));
 }
 
-/// A memory store whose backend can be made to fail, counting the calls
-/// that reach it.
-#[derive(Clone, Default)]
-struct Flaky {
-    store: MemoryStore,
-    failing: Arc<AtomicBool>,
-    timing_out: Arc<AtomicBool>,
-    calls: Arc<AtomicUsize>,
-}
-
-impl Flaky {
-    fn outcome(&self) -> Result<(), StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.timing_out.load(Ordering::SeqCst) {
-            return Err(StoreError::Timeout { store: "flaky", after: Duration::from_millis(100) });
-        }
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError::backend("flaky", "connection refused"));
-        }
-        Ok(())
-    }
-}
-
-impl Store for Flaky {
-    async fn check<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
-        self.outcome()?;
-        self.store.check(request).await
-    }
-    async fn peek<'a>(&'a self, request: CheckRequest<'a>) -> Result<Decisions, StoreError> {
-        self.outcome()?;
-        self.store.peek(request).await
-    }
-    async fn reset<'a>(&'a self, limit: LimitCheck<'a>) -> Result<(), StoreError> {
-        self.outcome()?;
-        self.store.reset(limit).await
-    }
-    async fn health(&self) -> Result<Health, StoreError> {
-        self.outcome()?;
-        self.store.health().await
-    }
-}
-
 fn config() -> BreakerConfig {
     BreakerConfig {
         failure_threshold: 3,
@@ -67,14 +24,14 @@ fn config() -> BreakerConfig {
     }
 }
 
-fn setup() -> (CircuitBreaker<Flaky, FakeClock>, Flaky, FakeClock) {
-    let flaky = Flaky::default();
+fn setup() -> (CircuitBreaker<FaultyStore, FakeClock>, FaultyStore, FakeClock) {
+    let flaky = FaultyStore::default();
     let clock = FakeClock::at_secs(1_000);
     let breaker = CircuitBreaker::with_clock(flaky.clone(), "flaky", config(), clock.clone()).unwrap();
     (breaker, flaky, clock)
 }
 
-async fn call(breaker: &CircuitBreaker<Flaky, FakeClock>) -> Result<Decisions, StoreError> {
+async fn call(breaker: &CircuitBreaker<FaultyStore, FakeClock>) -> Result<Decisions, StoreError> {
     let limit = Limit::new("1000/s".parse().unwrap(), Algorithm::TokenBucket);
     let checks = [LimitCheck { key: "k", limit: &limit }];
     breaker.check(CheckRequest::new(&checks, 1)).await
@@ -83,33 +40,33 @@ async fn call(breaker: &CircuitBreaker<Flaky, FakeClock>) -> Result<Decisions, S
 #[tokio::test]
 async fn opens_after_consecutive_failures_and_then_fails_fast() {
     let (breaker, flaky, _) = setup();
-    flaky.failing.store(true, Ordering::SeqCst);
+    flaky.fail_with(Some(Failure::Refused));
     for _ in 0..2 {
         assert!(matches!(call(&breaker).await, Err(StoreError::Backend { .. })));
     }
     // A success in between resets the count: failures must be consecutive.
-    flaky.failing.store(false, Ordering::SeqCst);
+    flaky.fail_with(None);
     call(&breaker).await.unwrap();
-    flaky.failing.store(true, Ordering::SeqCst);
+    flaky.fail_with(Some(Failure::Refused));
     for _ in 0..3 {
         assert!(matches!(call(&breaker).await, Err(StoreError::Backend { .. })));
     }
     assert_eq!(breaker.status().state, BreakerState::Open);
-    let before = flaky.calls.load(Ordering::SeqCst);
+    let before = flaky.calls();
     for _ in 0..5 {
         match call(&breaker).await {
             Err(StoreError::CircuitOpen { retry_after, .. }) => assert_eq!(retry_after, Duration::from_secs(10)),
             other => panic!("expected a fast failure, got {other:?}"),
         }
     }
-    assert_eq!(flaky.calls.load(Ordering::SeqCst), before, "an open breaker never touches the store");
+    assert_eq!(flaky.calls(), before, "an open breaker never touches the store");
     assert_eq!(breaker.status().rejected, 5);
 }
 
 #[tokio::test]
 async fn probes_close_it_or_reopen_it_for_longer() {
     let (breaker, flaky, clock) = setup();
-    flaky.failing.store(true, Ordering::SeqCst);
+    flaky.fail_with(Some(Failure::Refused));
     for _ in 0..3 {
         let _ = call(&breaker).await;
     }
@@ -123,12 +80,12 @@ async fn probes_close_it_or_reopen_it_for_longer() {
     // Capped at max_recovery_timeout.
     assert_eq!(breaker.status().retry_in, Some(Duration::from_secs(30)));
     clock.advance(Duration::from_secs(30));
-    flaky.failing.store(false, Ordering::SeqCst);
+    flaky.fail_with(None);
     call(&breaker).await.unwrap();
     let status = breaker.status();
     assert_eq!((status.state, status.consecutive_failures), (BreakerState::Closed, 0));
     // Back to the base timeout after closing.
-    flaky.failing.store(true, Ordering::SeqCst);
+    flaky.fail_with(Some(Failure::Refused));
     for _ in 0..3 {
         let _ = call(&breaker).await;
     }
@@ -138,12 +95,12 @@ async fn probes_close_it_or_reopen_it_for_longer() {
 #[tokio::test]
 async fn half_open_lets_only_the_probes_through() {
     let (breaker, flaky, clock) = setup();
-    flaky.failing.store(true, Ordering::SeqCst);
+    flaky.fail_with(Some(Failure::Refused));
     for _ in 0..3 {
         let _ = call(&breaker).await;
     }
     clock.advance(Duration::from_secs(10));
-    flaky.failing.store(false, Ordering::SeqCst);
+    flaky.fail_with(None);
     // Take the probe slot with a call that never finishes, then drop it.
     let limit = Limit::new("1000/s".parse().unwrap(), Algorithm::TokenBucket);
     let checks = [LimitCheck { key: "k", limit: &limit }];
@@ -161,7 +118,7 @@ async fn half_open_lets_only_the_probes_through() {
 #[tokio::test]
 async fn timeouts_count_and_answers_about_the_request_do_not() {
     let (breaker, flaky, _) = setup();
-    flaky.timing_out.store(true, Ordering::SeqCst);
+    flaky.fail_with(Some(Failure::Timeout));
     for _ in 0..3 {
         let _ = call(&breaker).await;
     }
@@ -179,12 +136,12 @@ async fn health_shows_the_state_and_bad_config_is_refused() {
     let (breaker, flaky, _) = setup();
     let health = breaker.health().await.unwrap();
     assert!(health.details.contains(&("circuit".to_owned(), "closed".to_owned())));
-    flaky.failing.store(true, Ordering::SeqCst);
+    flaky.fail_with(Some(Failure::Refused));
     for _ in 0..3 {
         let _ = call(&breaker).await;
     }
     assert!(matches!(breaker.health().await, Err(StoreError::CircuitOpen { .. })));
-    flaky.failing.store(false, Ordering::SeqCst);
+    flaky.fail_with(None);
     let health = breaker.health().await.unwrap();
     assert!(health.details.contains(&("circuit".to_owned(), "open".to_owned())), "{health:?}");
     for (config, field) in [
@@ -195,7 +152,7 @@ async fn health_shows_the_state_and_bad_config_is_refused() {
         (BreakerConfig { max_recovery_timeout: Duration::from_secs(1), ..config() }, "max_recovery_timeout"),
         (BreakerConfig { half_open_max_calls: 0, ..config() }, "half_open_max_calls"),
     ] {
-        let err = CircuitBreaker::new(Flaky::default(), "x", config).err().unwrap().to_string();
+        let err = CircuitBreaker::new(FaultyStore::default(), "x", config).err().unwrap().to_string();
         assert!(err.contains(field), "{err}");
     }
 }
