@@ -17,7 +17,6 @@ use axum::{
     Router,
     routing::{get, post},
 };
-use bytes::Bytes;
 use tower_ratelimit_smart::{Algorithm, Key, MemoryStore, RateLimitConfig, RateLimitLayer};
 
 #[tokio::main]
@@ -41,11 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .algorithm(Algorithm::SlidingLog)
         .key(Key::ip())
         .store(store)
-        .on_limited(|_| {
-            let mut response = http::Response::new(Bytes::from_static(b"Too many login attempts.\n"));
-            *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
-            response
-        })
+        .on_limited(|_parts, _decisions| (http::StatusCode::TOO_MANY_REQUESTS, "Too many login attempts.\n"))
         .build()?;
 
     let app = Router::new()

@@ -122,7 +122,8 @@ where
     match shared.mode {
         Mode::Shadow => State::Calling { future: inner.call(request), after: After::Nothing },
         Mode::Enforce if !decisions.all_allowed() => {
-            let mut response = headers::limited(&shared, &decisions);
+            let (parts, _) = request.into_parts();
+            let mut response = headers::limited(&shared, &parts, &decisions);
             if local {
                 response.headers_mut().insert(X_RATELIMIT_STATUS, STATUS_LOCAL);
             }

@@ -116,11 +116,11 @@ pub(crate) fn limited_body_prefix(policy: &str) -> String {
 }
 
 /// The response to a limited request.
-pub(crate) fn limited(shared: &Policy, decisions: &Decisions) -> Response<Bytes> {
+pub(crate) fn limited(shared: &Policy, parts: &http::request::Parts, decisions: &Decisions) -> Response<Bytes> {
     let binding = decisions.most_restrictive();
     let retry = binding.and_then(|d| d.retry_after).map(|d| ceil_secs(d).max(1));
     let mut response = match &shared.on_limited {
-        Some(handler) => handler(decisions),
+        Some(handler) => handler(parts, decisions),
         None => {
             let mut body = String::with_capacity(shared.limited_body_prefix.len() + 24);
             body.push_str(&shared.limited_body_prefix);

@@ -46,8 +46,8 @@ mod telemetry;
 
 pub use body::ResponseBody;
 pub use config::{
-    ConfigError, FailurePolicy, HeaderStyle, IntoRate, LimitedHandler, MAX_RATES, MissingKey, Mode, RateLimitConfig,
-    RateLimitConfigBuilder,
+    ConfigError, FailurePolicy, HeaderStyle, IntoLimitedResponse, IntoRate, LimitedHandler, MAX_RATES, MissingKey,
+    Mode, RateLimitConfig, RateLimitConfigBuilder,
 };
 pub use future::ResponseFuture;
 pub use key::{ForwardedHeader, Key, UserId};

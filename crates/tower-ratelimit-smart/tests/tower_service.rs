@@ -107,3 +107,28 @@ fn the_layer_fits_axum_method_routers_and_route_layers() {
         .route_layer(layer.clone())
         .layer(layer);
 }
+
+/// An `on_limited` handler sees the request's head and the decisions and
+/// may return any response-like value; the layer still adds its headers.
+#[tokio::test]
+async fn a_limited_handler_sees_the_request_and_answers_its_own_way() {
+    let config = RateLimitConfig::builder()
+        .rate("1/m")
+        .on_limited(|parts, decisions| {
+            let remaining = decisions.as_slice()[0].remaining;
+            (StatusCode::SERVICE_UNAVAILABLE, format!("slow down on {} ({remaining} left)", parts.uri.path()))
+        })
+        .build()
+        .unwrap();
+    let service = ServiceBuilder::new().layer(RateLimitLayer::new(config)).service(service_fn(echo));
+    let at = |path: &str| {
+        let mut request = request_from("192.0.2.9:1000");
+        *request.uri_mut() = path.parse().unwrap();
+        request
+    };
+    assert_eq!(service.clone().oneshot(at("/a")).await.unwrap().status(), StatusCode::OK);
+    let response = service.clone().oneshot(at("/login")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"), "the layer's headers are added");
+    assert_eq!(response.into_body().collect().await.unwrap().to_bytes(), "slow down on /login (0 left)");
+}

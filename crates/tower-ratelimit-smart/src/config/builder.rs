@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method};
 use ratelimit_core::{Algorithm, Decisions, Limit, Rate, RateParseError, SharedStore, Store, store_key};
 
-use super::policy::{CostFn, LimitedHandler, SkipFn};
+use super::policy::{CostFn, IntoLimitedResponse, LimitedHandler, SkipFn};
 use super::{
     ConfigError, FailurePolicy, HeaderStyle, MAX_RATES, MissingKey, Mode, Policy, PolicyLimit, RateLimitConfig,
 };
@@ -240,12 +239,29 @@ impl RateLimitConfigBuilder {
         self
     }
 
-    /// Replaces the default problem+json 429 response.
-    pub fn on_limited<F>(mut self, f: F) -> Self
+    /// Replaces the default problem+json 429 response. The handler gets
+    /// the request's head and the decisions, and returns any
+    /// [`IntoLimitedResponse`]; the layer adds the rate-limit headers and
+    /// `Retry-After` (unless the handler set one).
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use tower_ratelimit_smart::RateLimitConfig;
+    /// let config = RateLimitConfig::builder()
+    ///     .rate("5/15m")
+    ///     .on_limited(|parts, _decisions| {
+    ///         (StatusCode::TOO_MANY_REQUESTS, format!("Too many attempts at {}.\n", parts.uri.path()))
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), tower_ratelimit_smart::ConfigError>(())
+    /// ```
+    pub fn on_limited<F, R>(mut self, f: F) -> Self
     where
-        F: Fn(&Decisions) -> http::Response<Bytes> + Send + Sync + 'static,
+        F: Fn(&Parts, &Decisions) -> R + Send + Sync + 'static,
+        R: IntoLimitedResponse,
     {
-        self.on_limited = Some(Arc::new(f));
+        self.on_limited =
+            Some(Arc::new(move |parts: &Parts, decisions: &Decisions| f(parts, decisions).into_limited_response()));
         self
     }
 

@@ -15,7 +15,7 @@ use ratelimit_core::SharedStore;
 pub use self::builder::{IntoRate, RateLimitConfigBuilder};
 pub use self::error::ConfigError;
 pub use self::options::{HeaderStyle, MAX_RATES, MissingKey, Mode};
-pub use self::policy::LimitedHandler;
+pub use self::policy::{IntoLimitedResponse, LimitedHandler};
 pub(crate) use self::policy::{Policy, PolicyLimit};
 use self::routing::PathRoutes;
 pub use ratelimit_core::FailurePolicy;

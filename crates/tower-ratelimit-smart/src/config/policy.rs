@@ -16,7 +16,42 @@ pub(crate) type CostFn = dyn Fn(&Parts) -> u64 + Send + Sync;
 pub(crate) type SkipFn = dyn Fn(&Parts) -> bool + Send + Sync;
 /// Builds the response for a limited request; the layer adds the
 /// rate-limit headers and `Retry-After` to whatever it returns.
-pub type LimitedHandler = dyn Fn(&Decisions) -> http::Response<Bytes> + Send + Sync;
+pub type LimitedHandler = dyn Fn(&Parts, &Decisions) -> http::Response<Bytes> + Send + Sync;
+
+/// What an [`on_limited`](super::RateLimitConfigBuilder::on_limited)
+/// handler may return: an `http::Response` whose body converts into
+/// `Bytes` (`String`, `&'static str`, `Vec<u8>`, `Bytes`), a
+/// `(StatusCode, body)` pair, or a body alone, answered 429.
+pub trait IntoLimitedResponse {
+    /// The response, with a `Bytes` body.
+    fn into_limited_response(self) -> http::Response<Bytes>;
+}
+
+impl<B: Into<Bytes>> IntoLimitedResponse for http::Response<B> {
+    fn into_limited_response(self) -> http::Response<Bytes> {
+        self.map(Into::into)
+    }
+}
+
+impl<B: Into<Bytes>> IntoLimitedResponse for (http::StatusCode, B) {
+    fn into_limited_response(self) -> http::Response<Bytes> {
+        let mut response = http::Response::new(self.1.into());
+        *response.status_mut() = self.0;
+        response
+    }
+}
+
+macro_rules! limited_body {
+    ($($body:ty),*) => {$(
+        impl IntoLimitedResponse for $body {
+            fn into_limited_response(self) -> http::Response<Bytes> {
+                (http::StatusCode::TOO_MANY_REQUESTS, self).into_limited_response()
+            }
+        }
+    )*};
+}
+
+limited_body!(String, &'static str, Vec<u8>, Bytes);
 
 /// One configured limit with the names it goes by.
 pub(crate) struct PolicyLimit {
