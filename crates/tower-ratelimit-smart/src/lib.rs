@@ -60,3 +60,9 @@ pub use telemetry::{METRIC_ALLOWED, METRIC_DEGRADED, METRIC_LIMITED, METRIC_STOR
 #[cfg(feature = "memory")]
 pub use ratelimit_core::MemoryStore;
 pub use ratelimit_core::{Algorithm, Decision, Decisions, Rate, SharedStore, Store};
+
+/// The README's example, compiled with the documentation tests so that it
+/// cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeExamples;
