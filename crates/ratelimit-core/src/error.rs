@@ -19,6 +19,10 @@ pub struct FieldError {
     pub problem: String,
 }
 
+fn cause_suffix(cause: &Option<Box<StoreError>>) -> String {
+    cause.as_ref().map(|cause| format!(" ({cause})")).unwrap_or_default()
+}
+
 fn section_prefix(section: &str) -> String {
     if section.is_empty() { String::new() } else { format!("{section}.") }
 }
@@ -31,7 +35,7 @@ impl FieldError {
 
 impl From<FieldError> for StoreError {
     fn from(error: FieldError) -> Self {
-        StoreError::Config(error.to_string())
+        StoreError::Config(error)
     }
 }
 
@@ -125,16 +129,22 @@ pub enum StoreError {
     },
     /// The store's circuit breaker is open: the call was refused without
     /// touching the store.
-    #[error("the circuit breaker of store {store} is open; the next probe in {retry_after:?}")]
+    #[error("the circuit breaker of store {store} is open; the next probe in {retry_after:?}{}", cause_suffix(.cause))]
     CircuitOpen {
-        /// Which store.
+        /// Which store (the breaker's name).
         store: String,
         /// How long until the breaker lets a probe through.
         retry_after: Duration,
+        /// Why the store is failing, when the call reached it (a health
+        /// check does, to watch the store recover).
+        #[source]
+        cause: Option<Box<StoreError>>,
     },
-    /// The store's configuration cannot work; the message names the setting.
+    /// The store's configuration cannot work, or its server refuses what
+    /// it names (the database does not exist, the URL is wrong): the error
+    /// names the setting to change.
     #[error("{0}")]
-    Config(String),
+    Config(FieldError),
     /// The request itself is malformed (for example it names no limit).
     #[error("invalid check: {0}")]
     InvalidRequest(&'static str),

@@ -128,13 +128,16 @@ fn standalone_client(settings: &RedisSettings) -> Result<::redis::Client, StoreE
     let info = connection_info(&url, settings)?;
     #[cfg(feature = "redis-tls")]
     if url.starts_with("rediss://") {
-        let root_cert =
-            match &settings.tls_ca_cert {
-                Some(path) => Some(std::fs::read(path).map_err(|e| {
-                    StoreError::Config(format!("redis.tls_ca_cert: cannot read {}: {e}", path.display()))
-                })?),
-                None => None,
-            };
+        let root_cert = match &settings.tls_ca_cert {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                StoreError::Config(crate::FieldError::new(
+                    "redis",
+                    "tls_ca_cert",
+                    format!("cannot read {}: {e}", path.display()),
+                ))
+            })?),
+            None => None,
+        };
         let certificates = ::redis::TlsCertificates { client_tls: None, root_cert };
         return ::redis::Client::build_with_tls(info, certificates).map_err(backend_error);
     }
@@ -187,13 +190,15 @@ impl Backend {
             }
             #[cfg(not(feature = "redis-cluster"))]
             super::Deployment::Cluster => {
-                Err(StoreError::Config("redis.startup_nodes: Redis Cluster needs the `redis-cluster` feature".into()))
+                Err(crate::FieldError::new("redis", "startup_nodes", "Redis Cluster needs the `redis-cluster` feature")
+                    .into())
             }
             #[cfg(feature = "redis-sentinel")]
             super::Deployment::Sentinel => Ok(Backend::Sentinel(sentinel::Primary::connect(settings).await?)),
             #[cfg(not(feature = "redis-sentinel"))]
             super::Deployment::Sentinel => {
-                Err(StoreError::Config("redis.sentinels: Redis Sentinel needs the `redis-sentinel` feature".into()))
+                Err(crate::FieldError::new("redis", "sentinels", "Redis Sentinel needs the `redis-sentinel` feature")
+                    .into())
             }
         }
     }

@@ -52,7 +52,7 @@ impl std::fmt::Debug for RedisStore {
 impl RedisStore {
     /// Validates the settings and connects.
     pub async fn connect(settings: RedisSettings) -> Result<Self, StoreError> {
-        settings.validate().map_err(|e| StoreError::Config(e.to_string()))?;
+        settings.validate()?;
         let backend = Backend::connect(&settings).await?;
         let script = Script::new(SCRIPT);
         // Loaded now (on every primary of a Cluster), so the first burst of

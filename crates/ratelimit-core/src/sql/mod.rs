@@ -139,7 +139,7 @@ impl SqlStore {
     /// bounded by `connect_timeout`, so a store that returns is ready for
     /// a burst of decisions.
     pub async fn connect(settings: SqlSettings) -> Result<Self, StoreError> {
-        let engine = settings.validate().map_err(|e| StoreError::Config(e.to_string()))?;
+        let engine = settings.validate()?;
         let bound = settings.connect_timeout;
         // sqlx retries a refused connection until its acquire timeout, which
         // is this same bound: whichever fires first, the cause is the same.
@@ -392,7 +392,11 @@ fn connect_error(engine: Engine, target: &SecretUrl, error: &sqlx::Error) -> Sto
             _ => "the connection failed",
         },
     };
-    StoreError::Config(format!("database.url: cannot connect to {target}: {cause} ({error})"))
+    StoreError::Config(crate::FieldError::new(
+        "database",
+        "url",
+        format!("cannot connect to {target}: {cause} ({error})"),
+    ))
 }
 
 /// A deadlock or serialisation failure: the database rolled the

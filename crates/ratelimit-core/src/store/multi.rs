@@ -102,11 +102,12 @@ impl MultiStore {
         let members: Vec<Member> =
             stores.into_iter().map(|(name, store)| Member { name, store, healthy: AtomicBool::new(true) }).collect();
         if members.is_empty() {
-            return Err(StoreError::Config("backends: at least one store is needed".into()));
+            return Err(crate::FieldError::new("", "backends", "at least one store is needed").into());
         }
         for (i, m) in members.iter().enumerate() {
             if m.name.trim().is_empty() || members[..i].iter().any(|o| o.name == m.name) {
-                return Err(StoreError::Config(format!("backends: store names must be unique and set ({:?})", m.name)));
+                let problem = format!("store names must be unique and set ({:?})", m.name);
+                return Err(crate::FieldError::new("", "backends", problem).into());
             }
         }
         config.validate()?;
@@ -167,7 +168,7 @@ impl MultiStore {
                 Err(error) => return Err(error),
             }
         }
-        Err(last.unwrap_or_else(|| StoreError::Config("backends: no store configured".into())))
+        Err(last.unwrap_or_else(|| crate::FieldError::new("", "backends", "no store configured").into()))
     }
 }
 

@@ -237,7 +237,11 @@ impl<S: Store, C: Clock> CircuitBreaker<S, C> {
                 b.rejected += 1;
                 drop(b);
                 metrics::counter!("ratelimit_circuit_rejected_total", "store" => self.name.to_string()).increment(1);
-                return Err(StoreError::CircuitOpen { store: self.name.to_string(), retry_after: until - nanos(now) });
+                return Err(StoreError::CircuitOpen {
+                    store: self.name.to_string(),
+                    retry_after: until - nanos(now),
+                    cause: None,
+                });
             }
             self.set_state(&mut b, BreakerState::HalfOpen);
             b.probes_in_flight = 0;
@@ -250,7 +254,7 @@ impl<S: Store, C: Clock> CircuitBreaker<S, C> {
             }
             BreakerState::HalfOpen => {
                 b.rejected += 1;
-                Err(StoreError::CircuitOpen { store: self.name.to_string(), retry_after: Duration::ZERO })
+                Err(StoreError::CircuitOpen { store: self.name.to_string(), retry_after: Duration::ZERO, cause: None })
             }
             _ => Ok(Admission::Call),
         }
@@ -369,8 +373,9 @@ impl<S: Store, C: Clock> Store for CircuitBreaker<S, C> {
             Err(error) if status.state == BreakerState::Closed => return Err(error),
             Err(error) => {
                 return Err(StoreError::CircuitOpen {
-                    store: format!("{} ({error})", self.name),
+                    store: self.name.to_string(),
                     retry_after: status.retry_in.unwrap_or_default(),
+                    cause: Some(Box::new(error)),
                 });
             }
         };
