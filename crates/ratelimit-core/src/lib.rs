@@ -51,6 +51,7 @@ pub mod redis {
 }
 pub mod secret;
 mod serde_seconds;
+#[cfg(feature = "settings")]
 pub mod settings;
 #[cfg(feature = "sql")]
 pub mod sql;
@@ -79,6 +80,7 @@ pub use failure::FailurePolicy;
 pub use memory::MemoryStore;
 pub use rate::{MAX_LIMIT, MAX_PERIOD, Rate};
 pub use secret::{Secret, SecretUrl};
+#[cfg(feature = "settings")]
 pub use settings::{Settings, SettingsError};
 pub use store::breaker::{BreakerConfig, BreakerState, BreakerStatus, CircuitBreaker};
 pub use store::multi::{MultiStore, MultiStoreConfig, Strategy};

@@ -231,10 +231,12 @@ pub(crate) fn names_a_secret(name: &str) -> bool {
 /// a custom store) with its secrets masked, for printing: fields named
 /// like a secret become `***`, and any text that looks like a URL or
 /// holds an `@` is redacted, inside tables and arrays alike.
+#[cfg(feature = "settings")]
 pub(crate) fn masked_table(table: &toml::Table) -> toml::Table {
     table.iter().map(|(name, value)| (name.clone(), masked_value(name, value))).collect()
 }
 
+#[cfg(feature = "settings")]
 fn masked_value(name: &str, value: &toml::Value) -> toml::Value {
     match value {
         toml::Value::Table(inner) => toml::Value::Table(masked_table(inner)),

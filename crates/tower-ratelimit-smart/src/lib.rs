@@ -33,11 +33,13 @@
 
 mod body;
 mod config;
+#[cfg(feature = "settings")]
 mod from_settings;
 mod future;
 pub mod headers;
 mod key;
 mod layer;
+#[cfg(feature = "settings")]
 mod middleware_settings;
 mod net;
 mod path;
@@ -52,6 +54,7 @@ pub use config::{
 pub use future::ResponseFuture;
 pub use key::{ForwardedHeader, Key, UserId};
 pub use layer::RateLimitLayer;
+#[cfg(feature = "settings")]
 pub use middleware_settings::{KeySpec, MiddlewareSettings};
 pub use net::{IpNet, IpNetParseError};
 pub use service::RateLimit;
