@@ -355,17 +355,11 @@ impl Drop for SqlCleanup {
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
-                let settings = SqlSettings { migrate: false, ..SqlSettings::from_url(url) };
-                let Ok(store) = SqlStore::connect(settings).await else { return };
                 for prefix in &prefixes {
-                    for table in ["counters", "entries", "schema_migrations"] {
-                        let sql = format!("DROP TABLE IF EXISTS {prefix}{table}");
-                        if let Some(pool) = store.pg_pool() {
-                            let _ = sqlx::query(&sql).execute(pool).await;
-                        }
-                        if let Some(pool) = store.mysql_pool() {
-                            let _ = sqlx::query(&sql).execute(pool).await;
-                        }
+                    let settings =
+                        SqlSettings { migrate: false, table_prefix: prefix.clone(), ..SqlSettings::from_url(&url) };
+                    if let Ok(store) = SqlStore::connect(settings).await {
+                        let _ = store.drop_tables().await;
                     }
                 }
             });
@@ -382,7 +376,7 @@ async fn reachable_database(engine: &str, url: String) -> Option<Arc<SqlCleanup>
         Ok(_) => Some(Arc::new(SqlCleanup { url, prefixes: Mutex::new(Vec::new()) })),
         Err(error) => {
             assert!(!services_required(), "{engine} is required (RATELIMIT_REQUIRE_SERVICES=1): {error}");
-            eprintln!("skipped: {engine} is not reachable at {url}: {error}");
+            eprintln!("skipped: {engine} is not reachable at {}: {error}", ratelimit_core::secret::redact_url(&url));
             None
         }
     }

@@ -64,6 +64,11 @@ fn assert_token_bucket((retry_after, reset): (u64, u64)) {
 
 fn assert_fixed_window((retry_after, reset): (u64, u64)) {
     assert_eq!(retry_after, reset, "a fixed window is retried when it resets");
+    // A day-long window ends at midnight UTC, which tells it from a log or
+    // a bucket (both full again a day after the first request).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let to_midnight = A_DAY - now % A_DAY;
+    assert!(reset.abs_diff(to_midnight) <= 2, "reset {reset} s, the window ends in {to_midnight} s");
 }
 
 #[tokio::test]

@@ -122,7 +122,7 @@ async fn skewed_app_server_clocks_change_nothing() {
         let refilled = (started.elapsed().as_secs_f64() / 1.2).ceil() as u64;
         assert!(b1 == 50 && b2 <= refilled, "{url}: token bucket {b1} + {b2}, real refill {refilled}");
 
-        drop_tables(&store, &prefix).await;
+        store.drop_tables().await.unwrap();
     }
 
     // Redis decides with the server's TIME inside its script.
@@ -139,16 +139,4 @@ async fn skewed_app_server_clocks_change_nothing() {
     assert_eq!((w1, w2), (50, 0), "Redis: the server's clock puts both in one window");
     let refilled = (started.elapsed().as_secs_f64() / 1.2).ceil() as u64;
     assert!(b1 == 50 && b2 <= refilled, "Redis: token bucket {b1} + {b2}, real refill {refilled}");
-}
-
-async fn drop_tables(store: &SqlStore, prefix: &str) {
-    let drop = |table: &str| format!("DROP TABLE IF EXISTS {prefix}{table}");
-    for table in ["counters", "entries", "schema_migrations"] {
-        if let Some(pool) = store.pg_pool() {
-            sqlx::query(&drop(table)).execute(pool).await.unwrap();
-        }
-        if let Some(pool) = store.mysql_pool() {
-            sqlx::query(&drop(table)).execute(pool).await.unwrap();
-        }
-    }
 }

@@ -142,10 +142,13 @@ impl From<&str> for SecretUrl {
 /// At worst more than the password is hidden, never less.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme) = url.find("://") else {
-        return match url.rfind('@') {
-            Some(at) if !url.starts_with("sqlite:") => format!("{MASK}{}", &url[at..]),
-            _ => url.to_owned(),
+        let query_at = url.find(['?', '#']).unwrap_or(url.len());
+        let (head, tail) = url.split_at(query_at);
+        let head = match head.rfind('@') {
+            Some(at) if !head.starts_with("sqlite:") => format!("{MASK}{}", &head[at..]),
+            _ => head.to_owned(),
         };
+        return head + &masked_query(tail);
     };
     let start = scheme + 3;
     let query_at = url[start..].find(['?', '#']).map_or(url.len(), |i| start + i);
@@ -245,8 +248,22 @@ fn masked_value(name: &str, value: &toml::Value) -> toml::Value {
         toml::Value::String(text) if text.contains("://") || text.contains('@') => {
             toml::Value::String(redact_url(text))
         }
+        // A connection string of `key=value` words (`host=db password=x`).
+        toml::Value::String(text) if text.contains('=') => toml::Value::String(masked_pairs(text)),
         other => other.clone(),
     }
+}
+
+/// `key=value` words with the values of secret-named keys masked.
+#[cfg(feature = "settings")]
+fn masked_pairs(text: &str) -> String {
+    text.split(' ')
+        .map(|word| match word.split_once('=') {
+            Some((name, _)) if names_a_secret(name) => format!("{name}={MASK}"),
+            _ => word.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Reads a secret from text or a number (a numeric password is still a
@@ -313,6 +330,7 @@ mod tests {
             ("redis://token@h", "redis://token@h"),
             ("redis://u:s3cret@[::1]:6379/0", "redis://u:***@[::1]:6379/0"),
             ("sqlite:data/app@2x.db", "sqlite:data/app@2x.db"),
+            ("sqlite:x.db?password=s3cret", "sqlite:x.db?password=***"),
             ("postgres://h/x?sslmode=require#s3cret@x", "postgres://***"),
             ("postgres://h/x?sslmode=require#s3cret", "postgres://h/x?sslmode=require#***"),
             ("postgres://h/x?password=ab&cd&sslmode=require#ef", "postgres://h/x?password=***&***#***"),
@@ -332,7 +350,9 @@ mod tests {
         }
         assert_eq!(password.expose(), "s3cret");
         assert_eq!(url.expose(), "redis://u:s3cret@h/0");
-        let table: toml::Table = toml::from_str("url = 'redis://:s3cret@h'\nsentinel_password = 's3cret'").unwrap();
+        let table: toml::Table =
+            toml::from_str("url = 'redis://:s3cret@h'\nsentinel_password = 's3cret'\ndsn = 'host=db password=s3cret'")
+                .unwrap();
         assert!(!toml::to_string(&masked_table(&table)).unwrap().contains("s3cret"));
     }
 

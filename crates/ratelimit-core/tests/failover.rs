@@ -68,11 +68,7 @@ async fn chain(redis_url: &str, test: &str) -> Option<Chain> {
 
 impl Chain {
     async fn drop_tables(&self) {
-        let prefix = &self.postgres.settings().table_prefix;
-        let pool = self.postgres.pg_pool().unwrap();
-        for table in ["counters", "entries", "schema_migrations"] {
-            sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{table}")).execute(pool).await.unwrap();
-        }
+        self.postgres.drop_tables().await.unwrap();
     }
 }
 

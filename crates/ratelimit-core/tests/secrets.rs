@@ -80,6 +80,11 @@ fn settings_errors_never_echo_a_password() {
         (format!("backend = \"database\"\n[database]\nurl = \"postgres://u@h/x?sslpassword={m}\""), vec![]),
         (format!("backend = \"database\"\n[database]\nurl = \"mysql://u@h/x?password={m}\""), vec![]),
         ("backend = \"redis\"".to_owned(), vec![("RATELIMIT_REDIS_URL".to_owned(), env_url)]),
+        // Syntax errors quote their line: not one that may hold a secret.
+        (format!("redis = {{ url = \"redis://:{m}@h\", port = }}"), vec![]),
+        (format!("[[backends]]\nname = \"r\"\nconfig = {{ dsn = \"x\", pass = \"{m}\" = }}"), vec![]),
+        (format!("[database]\nurl = \"sqlite:x.db?password={m}\"\nurl2 ="), vec![]),
+        (format!("backend = \"database\"\n[database]\nurl = \"app@{m}:x@db\""), vec![]),
     ];
     for (text, env) in cases {
         let error = match Settings::from_toml(&text, "limits.toml", env) {

@@ -84,21 +84,12 @@ impl Drop for TestDb {
             return;
         }
         let settings = SqlSettings { migrate: false, ..self.settings() };
-        let prefix = self.prefix.clone();
         // Async work from a destructor: a thread with a runtime of its own.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async {
                 let Ok(store) = SqlStore::connect(settings).await else { return };
-                for table in ["counters", "entries", "schema_migrations"] {
-                    let sql = format!("DROP TABLE IF EXISTS {prefix}{table}");
-                    if let Some(pool) = store.pg_pool() {
-                        let _ = sqlx::query(&sql).execute(pool).await;
-                    }
-                    if let Some(pool) = store.mysql_pool() {
-                        let _ = sqlx::query(&sql).execute(pool).await;
-                    }
-                }
+                let _ = store.drop_tables().await;
             });
         })
         .join();

@@ -93,7 +93,7 @@ impl RedisStore {
         let inner = &self.inner;
         let mut invocation = inner.script.prepare_invoke();
         for check in request.limits {
-            invocation.key(self.full_key(check.key));
+            invocation.key(self.full_key(check.key).as_ref());
         }
         match request.at {
             Some(at) => invocation.arg(at / 1_000),
@@ -128,12 +128,14 @@ impl RedisStore {
         parse(&values, request.limits)
     }
 
-    fn full_key(&self, key: &str) -> String {
+    /// The key in Redis: borrowed as it is when the store adds no prefix
+    /// (always, for a store built from settings).
+    fn full_key<'k>(&self, key: &'k str) -> std::borrow::Cow<'k, str> {
         let prefix = &self.inner.settings.key_prefix;
-        let mut full = String::with_capacity(prefix.len() + key.len());
-        full.push_str(prefix);
-        full.push_str(key);
-        full
+        if prefix.is_empty() {
+            return std::borrow::Cow::Borrowed(key);
+        }
+        std::borrow::Cow::Owned(format!("{prefix}{key}"))
     }
 }
 
@@ -221,7 +223,7 @@ impl Store for RedisStore {
 
     async fn reset<'a>(&'a self, limit: LimitCheck<'a>) -> Result<(), StoreError> {
         let mut cmd = ::redis::cmd("DEL");
-        cmd.arg(self.full_key(limit.key));
+        cmd.arg(self.full_key(limit.key).as_ref());
         self.inner.backend.query::<i64>(&cmd, self.inner.settings.socket_timeout).await.map(drop)
     }
 

@@ -191,6 +191,9 @@ impl RedisSettings {
         crate::store_key::check_prefix(&self.key_prefix).map_err(|problem| invalid("key_prefix", problem))?;
         match self.deployment() {
             Deployment::Sentinel => {
+                if !cfg!(feature = "redis-sentinel") {
+                    return Err(invalid("sentinels", "Redis Sentinel needs the crate feature `redis-sentinel`"));
+                }
                 if self.service_name.as_deref().is_none_or(|s| s.trim().is_empty()) {
                     return Err(invalid("service_name", "required with sentinels"));
                 }
@@ -199,6 +202,9 @@ impl RedisSettings {
                 }
             }
             Deployment::Cluster => {
+                if !cfg!(feature = "redis-cluster") {
+                    return Err(invalid("startup_nodes", "Redis Cluster needs the crate feature `redis-cluster`"));
+                }
                 if self.db != 0 {
                     return Err(invalid("db", "Redis Cluster has only database 0"));
                 }

@@ -58,11 +58,16 @@ pub(crate) fn syntax(source: &str, text: &str, error: &toml::de::Error) -> Setti
     SettingsError::new(source, "", message)
 }
 
-/// The line as written, unless it assigns a secret or a URL.
+/// The line as written, unless it may hold a secret: a secret or URL key,
+/// an inline table (which may hold either), or anything with `@` or
+/// `://` (a URL with credentials, or part of one inside a multi-line
+/// string). Then only what comes before the first `=` is shown.
 fn shown_line(line: &str) -> String {
     let trimmed = line.trim();
+    let risky = trimmed.contains(['{', '@']) || trimmed.contains("://");
     match trimmed.split_once('=') {
-        Some((key, _)) if is_secret_key(key) => format!("{} = ***", key.trim()),
+        Some((key, _)) if risky || is_secret_key(key) => format!("{} = ***", key.trim()),
+        None if risky => "***".to_owned(),
         _ => trimmed.to_owned(),
     }
 }

@@ -252,6 +252,20 @@ impl SqlStore {
         }
     }
 
+    /// Drops the store's tables (`{prefix}counters`, `{prefix}entries`,
+    /// `{prefix}schema_migrations`), forgetting all state: the counterpart
+    /// of [`migrate`](Self::migrate), for uninstalling and for tests that
+    /// leave a shared database as they found it.
+    pub async fn drop_tables(&self) -> Result<(), StoreError> {
+        let prefix = &self.inner.settings.table_prefix;
+        for table in ["counters", "entries", "schema_migrations"] {
+            let sql = format!("DROP TABLE IF EXISTS {prefix}{table}");
+            on_engine!(&self.inner.db, db => sqlx::query(&sql).execute(&db.pool).await.map(drop))
+                .map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
     /// Deletes every expired row now, in batches; returns how many went.
     /// The store also does this by itself in the background after
     /// `cleanup_threshold` writes.
@@ -356,18 +370,9 @@ impl Db {
             Engine::Sqlite => sqlite::Db::connect(settings).await.map(Db::Sqlite),
             #[allow(unreachable_patterns)]
             other => Err(sqlx::Error::Configuration(
-                format!("this build has no {} support; enable the crate feature `{}`", other.as_str(), feature(other))
-                    .into(),
+                format!("this build has no {0} support; enable the crate feature `{0}`", other.as_str()).into(),
             )),
         }
-    }
-}
-
-fn feature(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Postgres => "postgres",
-        Engine::MySql => "mysql",
-        Engine::Sqlite => "sqlite",
     }
 }
 

@@ -34,9 +34,12 @@ impl Engine {
             "postgres" | "postgresql" => Ok(Engine::Postgres),
             "mysql" | "mariadb" => Ok(Engine::MySql),
             "sqlite" => Ok(Engine::Sqlite),
-            _ => Err(format!(
+            // The text before the first `:` is echoed only when it can be a
+            // scheme: in a URL without one it may be part of a password.
+            _ if scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b)) => Err(format!(
                 "unsupported scheme {scheme:?}; use postgres://, mysql://, mariadb://, sqlite://PATH or sqlite::memory:"
             )),
+            _ => Err("no scheme; use postgres://, mysql://, mariadb://, sqlite://PATH or sqlite::memory:".to_owned()),
         }
     }
 }
@@ -128,6 +131,21 @@ impl SqlSettings {
     pub fn validate(&self) -> Result<Engine, FieldError> {
         let engine = Engine::from_url(self.url.expose()).map_err(|problem| invalid("url", problem))?;
         check_secret_parameters(engine, self.url.expose()).map_err(|problem| invalid("url", problem))?;
+        let built_in = match engine {
+            Engine::Postgres => cfg!(feature = "postgres"),
+            Engine::MySql => cfg!(feature = "mysql"),
+            Engine::Sqlite => cfg!(feature = "sqlite"),
+        };
+        if !built_in {
+            return Err(invalid(
+                "url",
+                format!(
+                    "this build has no {} support; enable the crate feature `{}`",
+                    engine.as_str(),
+                    engine.as_str()
+                ),
+            ));
+        }
         if self.max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1"));
         }
@@ -168,10 +186,7 @@ fn check_secret_parameters(engine: Engine, url: &str) -> Result<(), String> {
         } else {
             "the driver does not read it"
         };
-        return Err(format!(
-            "database.url: the parameter `{name}` is not accepted by the {} store: {hint}",
-            engine.as_str()
-        ));
+        return Err(format!("the parameter `{name}` is not accepted by the {} store: {hint}", engine.as_str()));
     }
     Ok(())
 }
