@@ -16,8 +16,9 @@ fn check_peek_and_reset_one_key() {
     let url = format!("sqlite://{}", dir.path().join("limits.db").display());
     std::fs::write(&config, format!("backend = \"database\"\n[database]\nurl = \"{url}\"\n")).unwrap();
     // A policy built in code: `.policy("api").rate("2/m").algorithm(FixedWindow)`.
-    let client = ["--key", "ip:203.0.113.9", "--policy", "api", "--rate", "2/m", "--algorithm", "fixed_window"];
-    let key = "ratelimit:api/2/m:fixed_window:{ip:203.0.113.9}";
+    // An hour's window: several processes run between check and peek.
+    let client = ["--key", "ip:203.0.113.9", "--policy", "api", "--rate", "2/h", "--algorithm", "fixed_window"];
+    let key = "ratelimit:api/2/h:fixed_window:{ip:203.0.113.9}";
 
     let (code, out) = ratelimit(&config, &[&["check", "--times", "3"][..], &client].concat());
     assert_eq!((code, out.trim()), (0, "admitted 2 of 3"));

@@ -5,12 +5,15 @@
 
 #![cfg(all(feature = "redis", feature = "sql"))]
 
+mod support;
+
 use std::time::Duration;
 
 use ratelimit_core::redis::Deployment;
 use ratelimit_core::settings::{StoreRegistry, build_store};
 use ratelimit_core::store::multi::Strategy;
 use ratelimit_core::{Algorithm, CheckRequest, Limit, LimitCheck, Rate, Settings, Store};
+use support::redis_servers::services_required;
 
 /// The TOML block under `### {heading}` in docs/migrating.md.
 fn block(heading: &str) -> String {
@@ -32,10 +35,6 @@ async fn admits(settings: &Settings) -> bool {
     let key = format!("porting:{}", std::process::id());
     let checks = [LimitCheck { key: &key, limit: &limit }];
     built.store.check(CheckRequest::new(&checks, 1)).await.map(|d| d.all_allowed()).unwrap_or(false)
-}
-
-fn services_required() -> bool {
-    std::env::var("RATELIMIT_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 
 #[tokio::test]

@@ -106,8 +106,7 @@ fn rule(
         })
 }
 
-/// The longest policy name the builder accepts.
-const MAX_NAME: usize = 64;
+use crate::config::MAX_POLICY_NAME as MAX_NAME;
 
 /// A policy name for a prefix, distinct for distinct prefixes, made from
 /// the characters policy names allow (`A-Z a-z 0-9 - _ .`): `path`, then

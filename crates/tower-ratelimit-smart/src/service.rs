@@ -5,12 +5,12 @@ use std::task::{Context, Poll};
 
 use http::request::Parts;
 use http::{Request, Response};
-use ratelimit_core::{BoxFuture, CheckRequest, Decisions, LimitCheck, Store, StoreError, store_key};
+use ratelimit_core::{BoxFuture, CheckRequest, Decisions, LimitCheck, Store, StoreError};
 use smallvec::SmallVec;
 use tower_service::Service;
 
 use crate::body::ResponseBody;
-use crate::config::{MissingKey, Policy, RateLimitConfig};
+use crate::config::{Keys, MissingKey, Policy, RateLimitConfig};
 use crate::future::ResponseFuture;
 use crate::headers;
 use crate::key::{Client, KeyContext, write_client};
@@ -105,8 +105,7 @@ fn plan(shared: &Policy, parts: &Parts) -> Plan {
     if shared.skip.as_ref().is_some_and(|skip| skip(parts)) {
         return Plan::Pass;
     }
-    let needs_ip = shared.key.needs_client_ip() || !shared.allow.is_empty();
-    let client = if needs_ip { shared.trusted.client(parts) } else { None };
+    let client = if shared.needs_client_ip { shared.trusted.client(parts) } else { None };
     // Only a known address can be allow-listed; a client a trusted proxy
     // could not name is counted, never exempt.
     if let Some(ip) = client.and_then(Client::ip) {
@@ -134,21 +133,10 @@ fn plan(shared: &Policy, parts: &Parts) -> Plan {
             },
         }
     }
-    store_key::seal_identity(&mut key, start);
-    let mut keys = Keys::new();
-    keys.push(key);
-    for limit in &shared.limits[1..] {
-        let identity = &keys[0][start..];
-        let mut other = String::with_capacity(limit.key_head.len() + identity.len());
-        other.push_str(&limit.key_head);
-        other.push_str(identity);
-        keys.push(other);
-    }
+    let keys = shared.keys(key, start);
     let cost = shared.cost.as_ref().map_or(1, |cost| cost(parts));
     Plan::Check { keys, cost }
 }
-
-type Keys = SmallVec<[String; 2]>;
 
 fn limit_checks<'a>(shared: &'a Policy, keys: &'a Keys) -> SmallVec<[LimitCheck<'a>; 2]> {
     shared.limits.iter().zip(keys).map(|(l, key)| LimitCheck { key, limit: &l.limit }).collect()

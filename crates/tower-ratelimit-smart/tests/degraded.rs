@@ -2,24 +2,21 @@
 //! in a metric and in the layer's health, with "connecting" told apart
 //! from a failure.
 
-use std::convert::Infallible;
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::Full;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use ratelimit_core::conformance::DownStore;
 use ratelimit_core::store::ConnectingStore;
+use support::ok;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_ratelimit_smart::{
     FailurePolicy, METRIC_DEGRADED, MemoryStore, PolicyState, RateLimitConfig, RateLimitLayer, SharedStore,
 };
-
-async fn ok(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::default()))
-}
 
 /// Status and `X-RateLimit-Status` of one request through `layer`.
 async fn send(layer: &RateLimitLayer) -> (StatusCode, Option<String>) {

@@ -134,6 +134,56 @@ proptest! {
         }
     }
 
+    /// A chain of hops of every kind (the proxies' own addresses, client
+    /// addresses in plain, ported and bracketed forms, `unknown` and junk)
+    /// is resolved as the walk from the right says: trusted hops are
+    /// skipped, the first untrusted address is the client (the same bucket
+    /// as that address alone), a hop that does not parse makes the client
+    /// unknown behind the last trusted hop, and a chain of proxies only is
+    /// the proxies' own, allow-listed request.
+    #[test]
+    fn forwarding_chains_resolve_to_the_rightmost_untrusted_hop(
+        hops in prop::collection::vec((0u8..5, any::<[u8; 4]>()), 1..6),
+    ) {
+        #[derive(Clone, Debug)]
+        enum Hop { Proxy(IpAddr), Client(IpAddr), Junk }
+        let hops: Vec<(Hop, String)> = hops
+            .iter()
+            .map(|&(kind, [a, b, c, d])| match kind {
+                0 => { let ip = IpAddr::V4(Ipv4Addr::new(10, b, c, d)); (Hop::Proxy(ip), ip.to_string()) }
+                1 => { let ip = IpAddr::V4(Ipv4Addr::new(a.clamp(11, 223), b, c, d)); (Hop::Client(ip), ip.to_string()) }
+                2 => { let ip = IpAddr::V4(Ipv4Addr::new(a.clamp(11, 223), b, c, d)); (Hop::Client(ip), format!("{ip}:{}", u16::from(c) + 1)) }
+                3 => { let ip = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, u16::from(a), 0, 0, 0, 0, 1)); (Hop::Client(ip), format!("[{ip}]")) }
+                _ => (Hop::Junk, if a % 2 == 0 { "unknown".to_owned() } else { format!("x{b}") }),
+            })
+            .collect();
+        let line = hops.iter().map(|(_, text)| text.as_str()).collect::<Vec<_>>().join(", ");
+        let proxy: IpAddr = PROXY.parse::<SocketAddr>().unwrap().ip();
+        let mut last_trusted = proxy;
+        let mut expected = None;
+        for (hop, _) in hops.iter().rev() {
+            match hop {
+                Hop::Proxy(ip) => last_trusted = *ip,
+                Hop::Client(ip) => { expected = Some(Ok(*ip)); break; }
+                Hop::Junk => { expected = Some(Err(last_trusted)); break; }
+            }
+        }
+        let layer = behind_proxies(ForwardedHeader::XForwardedFor);
+        let send = |line: &str| status(&layer, request(PROXY, "/", &[("x-forwarded-for", line.as_bytes())]));
+        prop_assert_eq!(send(&line), StatusCode::OK, "{}", line);
+        match expected {
+            // Only proxies: their own request, allow-listed.
+            None => prop_assert_eq!(send(&line), StatusCode::OK, "{}", line),
+            // The client's bucket, whatever form its hop took.
+            Some(Ok(client)) => prop_assert_eq!(send(&client.to_string()), StatusCode::TOO_MANY_REQUESTS, "{}", line),
+            // Unknown behind the last trusted hop, limited, never exempt.
+            Some(Err(via)) => {
+                let same = if via == proxy { "junk".to_owned() } else { format!("junk, {via}") };
+                prop_assert_eq!(send(&same), StatusCode::TOO_MANY_REQUESTS, "{} (unknown via {})", line, via);
+            }
+        }
+    }
+
     /// A header key is any bytes: the same value is one bucket, another
     /// value another, and the layer always answers.
     #[test]

@@ -2,15 +2,16 @@
 //! address, are logged at most once a second per policy, with the number
 //! held back in between; limited requests are counted, never logged.
 
-use std::convert::Infallible;
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, StatusCode};
 use http_body_util::Full;
 use ratelimit_core::conformance::DownStore;
+use support::ok;
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 use tower_ratelimit_smart::{RateLimitConfig, RateLimitLayer};
 use tracing::span::{Attributes, Id, Record};
@@ -39,10 +40,6 @@ impl Subscriber for Warnings {
     fn exit(&self, _: &Id) {}
 }
 
-async fn ok(_: Request<Full<Bytes>>) -> Result<Response<Full<Bytes>>, Infallible> {
-    Ok(Response::new(Full::default()))
-}
-
 #[test]
 fn an_outage_logs_once_a_second_not_once_a_request() {
     let warnings = Warnings::default();
@@ -56,13 +53,17 @@ fn an_outage_logs_once_a_second_not_once_a_request() {
             request.extensions_mut().insert("192.0.2.9:5000".parse::<SocketAddr>().unwrap());
             service.clone().oneshot(request).await.unwrap().status()
         };
+        let started = std::time::Instant::now();
         for _ in 0..100 {
             assert_eq!(send().await, StatusCode::OK, "fail open");
         }
-        assert_eq!(warnings.0.load(Ordering::SeqCst), 1, "one warning for a burst of failures");
+        // One line per second started: a busy machine may stretch the burst.
+        let allowed = 1 + started.elapsed().as_secs() as usize;
+        let logged = warnings.0.load(Ordering::SeqCst);
+        assert!((1..=allowed).contains(&logged), "{logged} warnings for a burst of failures");
         tokio::time::sleep(std::time::Duration::from_millis(1_050)).await;
         send().await;
-        assert_eq!(warnings.0.load(Ordering::SeqCst), 2, "a second warning after a second");
+        assert_eq!(warnings.0.load(Ordering::SeqCst), logged + 1, "another warning after a second");
     });
 }
 

@@ -335,6 +335,7 @@ impl RateLimitConfigBuilder {
         let policy_header = crate::headers::policy_header(&limits);
         let telemetry = Telemetry::new(&policy);
         let limited_body_prefix = crate::headers::limited_body_prefix(&policy);
+        let needs_client_ip = self.key.needs_client_ip() || !allow.is_empty();
         Ok(RateLimitConfig::one(Policy {
             store,
             limits,
@@ -351,6 +352,7 @@ impl RateLimitConfigBuilder {
             limited_body_prefix,
             cost: self.cost,
             skip: self.skip,
+            needs_client_ip,
             allow,
             methods: self.methods,
             on_limited: self.on_limited,
@@ -382,8 +384,12 @@ fn local_store(policy: FailurePolicy) -> Result<Option<SharedStore>, ConfigError
     }
 }
 
+/// The longest policy name: it is part of every store key.
+pub(crate) const MAX_POLICY_NAME: usize = 64;
+
 fn valid_policy(name: &str) -> bool {
-    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    (1..=MAX_POLICY_NAME).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]

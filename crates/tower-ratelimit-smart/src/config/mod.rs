@@ -12,11 +12,12 @@ use std::sync::Arc;
 
 use ratelimit_core::SharedStore;
 
+pub(crate) use self::builder::MAX_POLICY_NAME;
 pub use self::builder::{IntoRate, RateLimitConfigBuilder};
 pub use self::error::ConfigError;
 pub use self::options::{HeaderStyle, MAX_RATES, MissingKey, Mode};
 pub use self::policy::{IntoLimitedResponse, LimitedHandler};
-pub(crate) use self::policy::{Policy, PolicyLimit};
+pub(crate) use self::policy::{Keys, Policy, PolicyLimit};
 use self::routing::PathRoutes;
 pub use ratelimit_core::FailurePolicy;
 
@@ -135,14 +136,9 @@ impl RateLimitConfig {
     /// Whether some policy needs the client's address; see
     /// [`RateLimitLayer::needs_connect_info`](crate::RateLimitLayer::needs_connect_info).
     pub fn needs_connect_info(&self) -> bool {
-        let needs = |policy: &Arc<Policy>| {
-            policy.key.needs_client_ip()
-                || !policy.allow.is_empty()
-                || (policy.missing_key == MissingKey::FallbackToIp && policy.key.may_be_missing())
-        };
         match &self.routing {
-            Routing::One(policy) => needs(policy),
-            Routing::ByPath(routes) => routes.policies().any(needs),
+            Routing::One(policy) => policy.needs_connect_info(),
+            Routing::ByPath(routes) => routes.policies().any(|policy| policy.needs_connect_info()),
         }
     }
 
@@ -163,26 +159,17 @@ impl RateLimitConfig {
     /// ```
     pub fn store_keys(&self, path: &str, identity: &str) -> Option<Vec<(String, ratelimit_core::Limit)>> {
         let policy = self.select(path)?;
-        let mut written = String::new();
+        let mut first = policy.limits[0].key_head.clone();
+        let start = first.len();
         match identity.strip_prefix("ip:").and_then(|ip| ip.parse::<std::net::IpAddr>().ok()) {
             Some(ip) => {
                 let ip = crate::net::normalize(ip);
-                crate::key::write_client(&mut written, crate::key::Client::Ip(ip), policy.ipv6_prefix);
+                crate::key::write_client(&mut first, crate::key::Client::Ip(ip), policy.ipv6_prefix);
             }
-            None => written.push_str(identity),
+            None => first.push_str(identity),
         }
-        let keys = policy
-            .limits
-            .iter()
-            .map(|limit| {
-                let mut key = limit.key_head.clone();
-                let start = key.len();
-                key.push_str(&written);
-                ratelimit_core::store_key::seal_identity(&mut key, start);
-                (key, limit.limit)
-            })
-            .collect();
-        Some(keys)
+        let keys = policy.keys(first, start);
+        Some(keys.into_iter().zip(&policy.limits).map(|(key, limit)| (key, limit.limit)).collect())
     }
 
     /// The policy that checks a request for `path`, if any.

@@ -85,7 +85,38 @@ pub(crate) struct Policy {
     pub(crate) cost: Option<Arc<CostFn>>,
     pub(crate) skip: Option<Arc<SkipFn>>,
     pub(crate) allow: Vec<IpNet>,
+    /// Whether every check needs the client's address (an IP key or an
+    /// allow list), worked out once rather than per request.
+    pub(crate) needs_client_ip: bool,
     pub(crate) methods: Option<Vec<Method>>,
     pub(crate) on_limited: Option<Arc<LimitedHandler>>,
     pub(crate) telemetry: Telemetry,
+}
+
+/// The store keys of one request, one per limit.
+pub(crate) type Keys = smallvec::SmallVec<[String; 2]>;
+
+impl Policy {
+    /// Every limit's key from the first one, whose identity was written
+    /// straight after its head, at `first[start..]`: the one way keys are
+    /// made, for requests and for operators (`store_keys`).
+    pub(crate) fn keys(&self, mut first: String, start: usize) -> Keys {
+        ratelimit_core::store_key::seal_identity(&mut first, start);
+        let mut keys = Keys::new();
+        for limit in &self.limits[1..] {
+            let identity = &first[start..];
+            let mut other = String::with_capacity(limit.key_head.len() + identity.len());
+            other.push_str(&limit.key_head);
+            other.push_str(identity);
+            keys.push(other);
+        }
+        keys.insert(0, first);
+        keys
+    }
+
+    /// Whether a check may need the client's address: always, or when the
+    /// key is missing and the policy falls back to the address.
+    pub(crate) fn needs_connect_info(&self) -> bool {
+        self.needs_client_ip || (self.missing_key == MissingKey::FallbackToIp && self.key.may_be_missing())
+    }
 }
